@@ -1,0 +1,34 @@
+"""The app launched in-process on a free loopback port, driven by Debian Chromium."""
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import free_port, screenshot
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    from ui.config import AppConfig
+    from ui.layout import build_demo, launch_kwargs
+
+    tmp = tmp_path_factory.mktemp("studio")
+    cfg = AppConfig(port=free_port(), db_path=tmp / "a.sqlite", work_dir=tmp / "work")
+    demo = build_demo(cfg)
+    demo.queue().launch(**launch_kwargs(cfg), prevent_thread_lock=True, quiet=True)
+    yield f"http://127.0.0.1:{cfg.port}/"
+    demo.close()
+
+
+def test_sample_video_plays_in_chromium(page, app_url):
+    page.goto(app_url)
+    video = page.locator("#player video")
+    video.wait_for(state="attached", timeout=60_000)
+    page.wait_for_function(
+        "() => { const v = document.querySelector('#player video'); return v && v.readyState >= 2; }",
+        timeout=60_000,
+    )
+    duration = page.evaluate("document.querySelector('#player video').duration")
+    assert duration == pytest.approx(30.0, abs=0.15)
+    screenshot(page, "01_sample_loaded")

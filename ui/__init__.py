@@ -1,0 +1,1 @@
+"""The Gradio studio: layout and thin callbacks over `uprm` and `annotations`."""
