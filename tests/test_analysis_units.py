@@ -1,0 +1,95 @@
+"""Segment extraction, evidence summaries, grounded chat facts and plots, without running a model."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from uprm.analysis import (Analysis, AnalysisSettings, SegmentEvidence, ThreatSegment, category_from_evidence,
+                           segments_from_scores, summarize_evidence)
+from uprm.chat import ChatEngine, grounded_facts, parse_focus
+from uprm.evidence import FrameEvidence, Relation, VideoEvidence, VideoInfo
+from uprm.plots import comparison_figure, router_formula, timeline_figure
+
+INFO = VideoInfo(path="/v/clip.mp4", content_hash="x", fps=10.0, frame_count=300, duration_s=30.0,
+                 width=640, height=480)
+
+
+def test_segments_from_scores_runs_merge_and_min_length():
+    t = np.arange(0, 10, 0.5) + 0.25  # 2 fps steps
+    p = np.zeros_like(t)
+    p[4:8] = 0.9  # 2.0-4.0 s
+    p[9] = 0.8  # one step after a one-step gap: merged (gap 0.5 s < 1 s)
+    p[16] = 0.7  # an isolated 0.5 s blip: dropped (< 1 s)
+    runs = segments_from_scores(t, p, 0.5, threshold=0.5, min_segment_s=1.0, merge_gap_s=1.0)
+    assert runs == [(4, 9)]
+    assert segments_from_scores(t, p, 0.5, 0.5, 0.5, 0.0) == [(4, 7), (9, 9), (16, 16)]
+    assert segments_from_scores(t, np.zeros_like(t), 0.5, 0.5, 1.0, 1.0) == []
+
+
+def _frame(t, lying=False):
+    boxes = np.array([[10, 10, 50, 120], [60, 60, 90, 90]], np.float32)
+    rel = [Relation(0, "holding", 1, 0.8, "right wrist inside box of handbag")]
+    if lying:
+        rel.append(Relation(0, "lying", 0, 0.9, "box wider than tall, hips at shoulder height"))
+    return FrameEvidence(time_s=t, frame_index=int(t * 10), boxes=boxes, class_ids=np.array([1, 31]),
+                         class_names=["person", "handbag"], scores=np.array([0.9, 0.7], np.float32),
+                         track_ids=np.array([3, 7]), keypoints=np.zeros((2, 17, 3), np.float32),
+                         relations=rel, fight_prob=0.2, scene_labels=[("street", 0.4)])
+
+
+def test_summarize_evidence_and_category():
+    ev = VideoEvidence(INFO, 2.0, [_frame(0.25), _frame(0.75, lying=True)])
+    gates = np.array([[0.5, 0.2, 0.1, 0.5], [0.6, 0.2, 0.1, 0.4]])
+    s = summarize_evidence(ev, [0, 1], gates)
+    assert s.track_ids == [3]
+    assert s.predicates == {"holding": 2, "lying": 1}
+    assert s.dominant_expert == "hpe" and s.mean_gates["hpe"] == pytest.approx(0.55)
+    assert "person#3 holding handbag#7" in s.relations[1] or "person#3 holding handbag#7" in s.relations[0]
+    assert category_from_evidence(s) == "fall"
+
+
+def _analysis(with_segment=True):
+    t = [i * 0.5 + 0.25 for i in range(60)]
+    p = [0.9 if 44 <= i <= 47 else 0.1 for i in range(60)]
+    ev = SegmentEvidence([44, 45, 46, 47], [3], ["22.2s person#3 lying (0.90): box wider than tall"],
+                         {"lying": 4}, {"lying": 4}, {"hpe": 0.6, "ore": 0.2, "vbe": 0.2, "coarse": 0.4},
+                         "hpe", 0.1, ["street"])
+    segs = [ThreatSegment(22.0, 24.0, 0.9, "fall", "The threat is attributed to a fall.", ev)] if with_segment else []
+    return Analysis(INFO, "test", AnalysisSettings(), t, p, [[0.6, 0.2, 0.2, 0.4]] * 60, segs)
+
+
+def test_chat_grounding_cites_times_and_refuses_unsupported():
+    a = _analysis()
+    focus = parse_focus("why is 22-24 s a threat?", a)
+    assert (focus.start_s, focus.end_s, focus.segments) == (22.0, 24.0, (0,))
+    facts = grounded_facts("why is 22-24 s a threat?", a, focus)
+    assert "[22.0s-24.0s] fall" in facts and "person#3" in facts
+    out = "".join(ChatEngine(None, a).ask("what happens at 5 s?"))
+    assert "does not support a threat at 5.0s" in out and "0.10" in out
+    pose = "".join(ChatEngine(None, a).ask("what did the pose expert see?"))
+    assert "human pose expert carried weight 0.60" in pose and "lying x4" in pose
+    none = "".join(ChatEngine(None, _analysis(False)).ask("why is this a threat?"))
+    assert none.startswith("No, there exists no threat")
+
+
+def test_plots_have_expected_traces_and_formula():
+    a = _analysis()
+    fig = timeline_figure(a)
+    names = [tr.name for tr in fig.data]
+    assert names[:2] == ["threat segments", "threat score"]
+    assert {"R human pose", "R object relations", "R visual background", "1-G coarse share"} <= set(names)
+    assert fig.data[0].customdata[0] == 22.0  # clicking the band seeks to the segment start
+    b = Analysis(**{**a.__dict__, "settings": AnalysisSettings(ablation=("no_ptr",))})
+    assert len(comparison_figure(a, b, "w/o PTR").data) == 2 * len(fig.data)
+    f = router_formula(a, 45)
+    assert "G = \\max_i R(h)_i = 0.600" in f and "(1 - 0.600)" in f
+    assert "plain softmax" in router_formula(b, 45)
+
+
+def test_analysis_json_round_trip(tmp_path):
+    a = _analysis()
+    path = a.save(tmp_path / "a.json")
+    import json
+
+    b = Analysis.from_json(json.loads(path.read_text()))
+    assert b == a

@@ -1,0 +1,329 @@
+"""From a video to identified, located and attributed threats: perception -> UPRM -> segments -> causes.
+
+``analyze`` returns one typed ``Analysis``; ``analyze_iter`` yields ``AnalysisUpdate``s so a UI can show
+the timeline as soon as the fusion has run and each cause as soon as it is written.
+"""
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from uprm.evidence import VideoEvidence, VideoInfo
+from uprm.segments import Segment
+
+EXPERTS = ("hpe", "ore", "vbe", "coarse")  # order of gate columns: R_hpe, R_ore, R_vbe, 1 - G
+EXPERT_NAMES = {"hpe": "human pose", "ore": "object relations", "vbe": "visual background",
+                "coarse": "coarse video"}
+Progress = Callable[[str, float], None]
+
+
+@dataclass(frozen=True)
+class AnalysisSettings:
+    sample_fps: float = 2.0
+    threshold: float = 0.5  # per-step threat probability that opens a segment
+    min_segment_s: float = 1.0  # shorter runs are dropped as flicker
+    merge_gap_s: float = 1.0  # runs closer than this are one segment
+    explain: bool = True  # write a cause per segment with the language model
+    max_new_tokens: int = 48
+    seed: int = 0
+    ablation: tuple[str, ...] = ()  # any of no_hpe, no_ore, no_vbe, no_upe, no_ptr
+    sam2_checkpoint: str | None = None
+
+
+@dataclass
+class SegmentEvidence:
+    """What lies behind one segment, for the UI's evidence panel, the chat and the store."""
+
+    step_indices: list[int]  # time steps of the analysis inside the segment
+    track_ids: list[int]  # people involved (tracked ids)
+    relations: list[str]  # "person#3 holding handbag#7 (0.82): right wrist inside box", most salient first
+    predicates: dict[str, int]  # predicate -> count over the segment
+    pose_states: dict[str, int]  # lying/running counts
+    mean_gates: dict[str, float]  # expert -> mean gate weight over the segment
+    dominant_expert: str
+    fight_prob_mean: float
+    scene_labels: list[str]
+
+
+@dataclass
+class ThreatSegment:
+    start_s: float
+    end_s: float
+    score: float  # max per-step threat probability inside
+    category: str
+    cause: str
+    evidence: SegmentEvidence
+
+    def to_segment(self, video_id: str) -> Segment:
+        return Segment(video_id, self.start_s, self.end_s, self.category, self.score, self.cause)
+
+
+@dataclass
+class Analysis:
+    video: VideoInfo
+    model_id: str
+    settings: AnalysisSettings
+    times_s: list[float]  # (T,) centre time of each step
+    threat_prob: list[float]  # (T,)
+    gates: list[list[float]]  # (T, 4) R_hpe, R_ore, R_vbe, 1-G
+    segments: list[ThreatSegment]
+    created_at: float = field(default_factory=time.time)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def has_threat(self) -> bool:
+        return bool(self.segments)
+
+    @property
+    def video_id(self) -> str:
+        return Path(self.video.path).stem
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Analysis":
+        segs = [ThreatSegment(**{**s, "evidence": SegmentEvidence(**s["evidence"])}) for s in data["segments"]]
+        settings = AnalysisSettings(**{**data["settings"], "ablation": tuple(data["settings"]["ablation"])})
+        return cls(**{**data, "video": VideoInfo(**data["video"]), "settings": settings, "segments": segs})
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(json.dumps(self.to_json(), indent=1), encoding="utf-8")
+        tmp.replace(path)
+        return path
+
+
+@dataclass
+class AnalysisUpdate:
+    stage: str  # "perception", "fusion", "causes", "done"
+    fraction: float  # overall progress in [0, 1]
+    analysis: Analysis | None = None  # partial (no causes yet) from the fusion stage on
+    evidence: VideoEvidence | None = None
+
+
+# ----------------------------------------------------------------------------------- segments
+
+
+def segments_from_scores(times_s: np.ndarray, probs: np.ndarray, step_s: float, threshold: float,
+                         min_segment_s: float, merge_gap_s: float) -> list[tuple[int, int]]:
+    """Runs of steps with prob >= threshold as inclusive (first, last) step indices.
+
+    A step at time t stands for [t - step/2, t + step/2); runs separated by less than merge_gap_s are
+    joined and runs shorter than min_segment_s are dropped.
+    """
+    on = np.asarray(probs) >= threshold
+    runs: list[list[int]] = []
+    for i, flag in enumerate(on):
+        if not flag:
+            continue
+        gap_s = (times_s[i] - times_s[runs[-1][1]]) - step_s if runs else np.inf  # 0 for adjacent steps
+        if gap_s <= 1e-9 or gap_s < merge_gap_s - 1e-9:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    return [(a, b) for a, b in runs if (times_s[b] - times_s[a]) + step_s >= min_segment_s - 1e-9]
+
+
+def _segment_bounds(times_s: np.ndarray, first: int, last: int, step_s: float, duration_s: float):
+    start = max(0.0, float(times_s[first]) - step_s / 2)
+    end = min(duration_s, float(times_s[last]) + step_s / 2)
+    return round(start, 3), round(end, 3)
+
+
+# ----------------------------------------------------------------------------------- evidence
+
+
+def _entity_name(frame, i: int) -> str:
+    tid = int(frame.track_ids[i])
+    return f"{frame.class_names[i]}#{tid}" if tid >= 0 else frame.class_names[i]
+
+
+def summarize_evidence(evidence: VideoEvidence, steps: list[int], gates: np.ndarray) -> SegmentEvidence:
+    frames = [evidence.frames[i] for i in steps]
+    tracks: set[int] = set()
+    predicates: Counter[str] = Counter()
+    relations: list[tuple[float, str]] = []
+    labels: Counter[str] = Counter()
+    for f in frames:
+        tracks.update(int(t) for t, p in zip(f.track_ids, f.is_person) if p and t >= 0)
+        for r in f.relations:
+            predicates[r.predicate] += 1
+            obj = "" if r.object == r.subject else f" {_entity_name(f, r.object)}"
+            relations.append((r.score, f"{f.time_s:.1f}s {_entity_name(f, r.subject)} {r.predicate}{obj} "
+                                       f"({r.score:.2f}): {r.evidence}"))
+        for name, _ in f.scene_labels[:2]:
+            labels[name] += 1
+    # the most confident relation of each kind first, so a short list still covers every predicate
+    seen, salient = set(), []
+    for score, text in sorted(relations, key=lambda x: -x[0]):
+        kind = text.split(" ")[2] if len(text.split(" ")) > 2 else text
+        salient.append((kind in seen, -score, text))
+        seen.add(kind)
+    mean = gates.mean(axis=0) if len(gates) else np.zeros(len(EXPERTS))
+    mean_gates = {k: round(float(v), 4) for k, v in zip(EXPERTS, mean)}
+    return SegmentEvidence(
+        step_indices=list(steps), track_ids=sorted(tracks),
+        relations=[t for _, _, t in sorted(salient)][:12],
+        predicates=dict(predicates),
+        pose_states={k: predicates[k] for k in ("lying", "running") if predicates[k]},
+        mean_gates=mean_gates, dominant_expert=max(mean_gates, key=mean_gates.get),
+        fight_prob_mean=round(float(np.mean([f.fight_prob for f in frames])) if frames else 0.0, 4),
+        scene_labels=[n for n, _ in labels.most_common(3)],
+    )
+
+
+def category_from_evidence(ev: SegmentEvidence) -> str:
+    """A coarse category name read off the evidence behind a segment (the model itself is binary).
+
+    Order matters: a person lying is reported as a fall even if others run to help.
+    """
+    p = ev.predicates
+    if p.get("lying"):
+        return "fall"
+    if ev.fight_prob_mean >= 0.6 and (p.get("touching") or p.get("holding")):
+        return "fighting"
+    if p.get("running", 0) and len(ev.track_ids) >= 3:
+        return "crowd running"
+    if p.get("running"):
+        return "running"
+    if p.get("holding"):
+        return "suspicious object"
+    return "threat"
+
+
+def evidence_context(ev: SegmentEvidence, start_s: float, end_s: float, score: float) -> str:
+    """The segment's evidence in plain text: what the language model is given to explain it."""
+    gates = ", ".join(f"{EXPERT_NAMES[k]} {v:.2f}" for k, v in ev.mean_gates.items())
+    people = ", ".join(f"person#{t}" for t in ev.track_ids) or "no tracked person"
+    lines = [
+        f"Segment {start_s:.1f}s to {end_s:.1f}s, threat score {score:.2f}.",
+        f"People involved: {people}.",
+        f"Relations seen: {', '.join(f'{k} x{v}' for k, v in sorted(ev.predicates.items())) or 'none'}.",
+        *[f"- {r}" for r in ev.relations[:5]],
+        f"Expert weights: {gates} (dominant: {EXPERT_NAMES[ev.dominant_expert]}).",
+        f"Fight-clip probability (coarse feature): {ev.fight_prob_mean:.2f}.",
+    ]
+    if ev.scene_labels:
+        lines.append(f"Scene: {', '.join(ev.scene_labels)}.")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------- pipeline
+
+
+def _steps_of(evidence: VideoEvidence, first: int, last: int) -> list[int]:
+    return list(range(first, last + 1))
+
+
+def run_model(model, evidence: VideoEvidence, ablation: tuple[str, ...] = ()):
+    """One fusion forward over the whole video: (inputs, threat_prob (T,), gates (T, 4))."""
+    import torch
+
+    from uprm.featurize import featurize
+
+    inputs = featurize(evidence, model.config)
+    previous = model.ablation
+    model.set_ablation(**{name: True for name in ablation})
+    try:
+        with torch.no_grad():
+            out = model(inputs)
+    finally:
+        model.set_ablation(**previous.as_kwargs())
+    prob = out.threat_prob[0].float().cpu().numpy()
+    gates = torch.cat([out.router_weights[0], out.coarse_share[0][:, None]], dim=-1).float().cpu().numpy()
+    return inputs, prob, gates
+
+
+def analyze_iter(video: str | Path, model, settings: AnalysisSettings | None = None,
+                 evidence: VideoEvidence | None = None, model_id: str | None = None,
+                 cache_dir: str | Path | None = None) -> Iterator[AnalysisUpdate]:
+    """Yield progress and partial results; the last update has stage "done" and the full Analysis."""
+    import queue
+    import threading
+
+    import torch
+
+    settings = settings or AnalysisSettings()
+    torch.manual_seed(settings.seed)
+    if evidence is None:
+        from uprm.perception import PerceptionSettings, perceive
+
+        # perception reports through a callback: run it in a thread and relay its progress here
+        updates: queue.Queue = queue.Queue()
+        box: dict = {}
+
+        def work():
+            try:
+                box["ev"] = perceive(video, PerceptionSettings(sample_fps=settings.sample_fps,
+                                                               sam2_checkpoint=settings.sam2_checkpoint),
+                                     progress=lambda stage, frac: updates.put((stage, frac)),
+                                     cache_dir=cache_dir)
+            except BaseException as exc:  # re-raised in the caller's thread below
+                box["err"] = exc
+            finally:
+                updates.put(None)
+
+        thread = threading.Thread(target=work, daemon=True)
+        thread.start()
+        while (item := updates.get()) is not None:
+            stage, frac = item
+            yield AnalysisUpdate(f"perception: {stage}", 0.8 * float(frac))
+        thread.join()
+        if "err" in box:
+            raise box["err"]
+        evidence = box["ev"]
+    yield AnalysisUpdate("perception: done", 0.8, evidence=evidence)
+
+    inputs, prob, gates = run_model(model, evidence, settings.ablation)
+    times = evidence.times_s
+    step_s = 1.0 / evidence.sample_fps
+    runs = segments_from_scores(times, prob, step_s, settings.threshold, settings.min_segment_s,
+                                settings.merge_gap_s)
+    segments = []
+    for first, last in runs:
+        steps = _steps_of(evidence, first, last)
+        ev = summarize_evidence(evidence, steps, gates[first:last + 1])
+        start_s, end_s = _segment_bounds(times, first, last, step_s, evidence.video.duration_s)
+        segments.append(ThreatSegment(start_s, end_s, round(float(prob[first:last + 1].max()), 4),
+                                      category_from_evidence(ev), "", ev))
+    analysis = Analysis(
+        video=evidence.video, model_id=model_id or getattr(model, "model_id", "uprm"), settings=settings,
+        times_s=[round(float(t), 3) for t in times], threat_prob=[round(float(p), 5) for p in prob],
+        gates=[[round(float(g), 5) for g in row] for row in gates], segments=segments,
+        warnings=list(evidence.warnings),
+    )
+    yield AnalysisUpdate("fusion: done", 0.85, analysis=analysis, evidence=evidence)
+
+    if settings.explain:
+        from uprm.instructions import ATTRIBUTE, attribute_answer
+
+        for i, seg in enumerate(segments):
+            context = evidence_context(seg.evidence, seg.start_s, seg.end_s, seg.score)
+            seg_inputs = inputs.slice_steps(seg.evidence.step_indices[0], seg.evidence.step_indices[-1] + 1)
+            text = model.answer(seg_inputs, ATTRIBUTE, context=context,
+                                max_new_tokens=settings.max_new_tokens, stream=False)
+            analysis.segments[i] = replace(seg, cause=attribute_answer(text) or text)
+            yield AnalysisUpdate(f"causes: {i + 1}/{len(segments)}", 0.85 + 0.15 * (i + 1) / len(segments),
+                                 analysis=analysis, evidence=evidence)
+    yield AnalysisUpdate("done", 1.0, analysis=analysis, evidence=evidence)
+
+
+def analyze(video: str | Path, model, settings: AnalysisSettings | None = None,
+            progress: Progress | None = None, **kwargs) -> Analysis:
+    """Analyse a whole video; deterministic for a given settings.seed."""
+    last = None
+    for update in analyze_iter(video, model, settings, **kwargs):
+        if progress:
+            progress(update.stage, update.fraction)
+        last = update
+    assert last is not None and last.analysis is not None
+    return last.analysis
