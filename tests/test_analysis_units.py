@@ -10,7 +10,7 @@ from uprm.chat import ChatEngine, grounded_facts, parse_focus
 from uprm.evidence import FrameEvidence, Relation, VideoEvidence, VideoInfo
 from uprm.plots import comparison_figure, router_formula, timeline_figure
 
-INFO = VideoInfo(path="/v/clip.mp4", content_hash="x", fps=10.0, frame_count=300, duration_s=30.0,
+INFO = VideoInfo(path="/v/clip.mp4", content_hash="ab" * 32, fps=10.0, frame_count=300, duration_s=30.0,
                  width=640, height=480)
 
 

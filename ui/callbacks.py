@@ -44,7 +44,7 @@ class UserError(Exception):
 def friendly(exc: BaseException) -> str:
     from uprm.video import VideoError
 
-    if isinstance(exc, (UserError, VideoError, ValueError)):
+    if isinstance(exc, (UserError, VideoError, ValueError, PermissionError)):
         return str(exc)
     log.exception("unexpected failure", exc_info=exc)
     return f"Something went wrong ({type(exc).__name__}). The details are in the server log; please try again."
@@ -119,7 +119,7 @@ def render_overlay(services: Services, session: StudioSession, layers: list[str]
 
 
 def run_analysis(services: Services, path: str | None, layers: list[str], session: StudioSession,
-                 progress=None) -> Iterator[tuple]:
+                 progress: gr.Progress = gr.Progress()) -> Iterator[tuple]:
     """Generator for the Analyse button: yields (status, timeline, rows, player, meta, session)."""
     from uprm.plots import timeline_figure
 
@@ -159,8 +159,15 @@ def run_analysis(services: Services, path: str | None, layers: list[str], sessio
                     yield (status("overlays ready", up.fraction), fig, segment_rows(up.analysis),
                            session.overlay_path, page_meta(up.analysis), session)
         a = session.analysis
+        from ui.review import record_analysis  # here: ui.review imports this module
+
+        try:
+            vid = record_analysis(services, session)
+            stored = f" · in the review queue as video #{vid}"
+        except Exception as exc:  # the analysis stands even if the store is unavailable
+            stored = f" · not stored for review: {friendly(exc)}"
         summary = (f"{len(a.segments)} threat segment(s)" if a.segments else "no threat found") + \
-            f" in {a.video.duration_s:.1f} s · model {a.model_id}"
+            f" in {a.video.duration_s:.1f} s · model {a.model_id}{stored}"
         warn = ("  \nWarning: " + "; ".join(a.warnings)) if a.warnings else ""
         yield (status(f"done: {summary}", 1.0) + warn, timeline_figure(a), segment_rows(a),
                session.overlay_path, page_meta(a), session)

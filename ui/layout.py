@@ -1,12 +1,13 @@
 """The studio's layout, declared in one place; events are wired last (Gradio demo order)."""
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 
 import gradio as gr
 
 from ui import callbacks as cb
+from ui import review as rv
+from ui.binding import bind
 from ui.config import ASSETS, SAMPLE_VIDEO, AppConfig
 from ui.services import Services
 
@@ -77,30 +78,141 @@ def build_demo(cfg: AppConfig, services: Services | None = None) -> gr.Blocks:
                 formula = gr.Markdown(latex_delimiters=[{"left": "$$", "right": "$$", "display": True}],
                                       elem_id="formula")
 
+            with gr.Tab("Review", id="review"):
+                review_state = gr.State(rv.ReviewState())
+                gr.Markdown("Walk through a video's segments: accept (<kbd>a</kbd>), reject (<kbd>r</kbd>), "
+                            "set bounds at the player's time (<kbd>[</kbd> <kbd>]</kbd>), next/previous "
+                            "segment (<kbd>j</kbd>/<kbd>u</kbd>), step frames (<kbd>,</kbd> <kbd>.</kbd>). "
+                            "Times snap to frames. Every analysis you run lands in the queue.",
+                            elem_classes=["uprm-help"])
+                with gr.Row():
+                    annotator = gr.Textbox(label="Annotator" + (" (your login)" if cfg.auth_enabled else ""),
+                                           placeholder="your name", elem_id="rv_annotator",
+                                           interactive=not cfg.auth_enabled)
+                    refresh_btn = gr.Button("Refresh queue", elem_id="rv_refresh")
+                rv_status = gr.Markdown(elem_id="rv_status")
+                queue = gr.Dataframe(headers=rv.QUEUE_COLUMNS, label="Queue (select a video)", interactive=False,
+                                     elem_id="rv_queue")
+                progress_md = gr.Markdown(elem_id="rv_progress")
+                with gr.Row():
+                    with gr.Column(scale=3):
+                        review_player = gr.Video(label="Video", elem_id="review_player", interactive=False)
+                    with gr.Column(scale=2):
+                        with gr.Row():
+                            rv_start = gr.Number(label="start (s)", elem_id="rv_start", precision=3)
+                            rv_end = gr.Number(label="end (s)", elem_id="rv_end", precision=3)
+                        rv_frames = gr.Markdown(elem_id="rv_frames")
+                        with gr.Row():
+                            set_start_btn = gr.Button("[ start = now", elem_id="rv_set_start", size="sm")
+                            set_end_btn = gr.Button("] end = now", elem_id="rv_set_end", size="sm")
+                            bounds_btn = gr.Button("Save bounds", elem_id="rv_bounds", size="sm")
+                        rv_category = gr.Dropdown(label="category", choices=_categories(), allow_custom_value=False,
+                                                  elem_id="rv_category")
+                        rv_cause = gr.Textbox(label="cause", lines=2, elem_id="rv_cause")
+                        with gr.Row():
+                            accept_btn = gr.Button("Accept (a)", variant="primary", elem_id="rv_accept", size="sm")
+                            reject_btn = gr.Button("Reject (r)", variant="stop", elem_id="rv_reject", size="sm")
+                            cause_btn = gr.Button("Save cause", elem_id="rv_cause_btn", size="sm")
+                            category_btn = gr.Button("Save category", elem_id="rv_category_btn", size="sm")
+                        with gr.Row():
+                            prev_btn = gr.Button("Previous (u)", elem_id="rv_prev", size="sm")
+                            next_btn = gr.Button("Next (j)", elem_id="rv_next", size="sm")
+                            add_btn = gr.Button("Add missed segment", elem_id="rv_add", size="sm")
+                            reviewed_btn = gr.Button("Mark video reviewed", elem_id="rv_reviewed", size="sm")
+                rv_segments = gr.Dataframe(headers=rv.SEGMENT_COLUMNS, label="Segments (select one)",
+                                           interactive=False, elem_id="rv_segments", wrap=True)
+                rv_seek = gr.Number(visible="hidden", elem_id="rv_seek")
+                rv_now = gr.Number(visible="hidden", elem_id="rv_now")
+                with gr.Accordion("History, agreement and export", open=False):
+                    history_btn = gr.Button("Show history", size="sm")
+                    history = gr.Dataframe(headers=["#", "time", "annotator", "kind", "segment", "new", "previous"],
+                                           interactive=False, elem_id="rv_history", wrap=True)
+                    with gr.Row():
+                        as_of = gr.Number(label="show segments as of correction #", precision=0, elem_id="rv_as_of")
+                        as_of_btn = gr.Button("Show earlier state", size="sm")
+                    with gr.Row():
+                        ann_a = gr.Textbox(label="annotator A", elem_id="rv_ann_a")
+                        ann_b = gr.Textbox(label="annotator B", elem_id="rv_ann_b")
+                        agree_btn = gr.Button("Compare (tIoU)", size="sm")
+                    agree_md = gr.Markdown(elem_id="rv_agreement")
+                    with gr.Row():
+                        export_fmt = gr.Dropdown(choices=list(rv.EXPORT_FORMATS), value="llava", label="format",
+                                                 elem_id="rv_export_fmt")
+                        export_reviewed = gr.Checkbox(value=True, label="only reviewed videos")
+                        export_btn = gr.Button("Export", elem_id="rv_export")
+                    export_file = gr.File(label="exported files", file_count="multiple", elem_id="rv_export_file")
+            with gr.Tab("Model card", id="card"):
+                gr.Markdown(_model_card())
+
         # ---- events (wired last)
-        player.change(partial(cb.on_video, services), inputs=[player, session], outputs=[status_md, session])
-        analyse_btn.click(partial(_run_analysis, services), inputs=[player, layers, session],
+        player.change(bind(cb.on_video, services), inputs=[player, session], outputs=[status_md, session])
+        analyse_btn.click(bind(cb.run_analysis, services), inputs=[player, layers, session],
                           outputs=[status_md, timeline, segments, player, meta, session],
                           concurrency_limit=1, show_progress="minimal")
-        layers.change(partial(cb.change_layers, services), inputs=[layers, session], outputs=[player, status_md])
+        layers.change(bind(cb.change_layers, services), inputs=[layers, session], outputs=[player, status_md])
         segments.select(_select_segment, inputs=[session], outputs=[seek_to, details]).then(
             None, inputs=[seek_to], js="(t) => { window.uprmSeek(t); }")
-        question.submit(partial(cb.chat, services), inputs=[question, chatbot, session],
+        question.submit(bind(cb.chat, services), inputs=[question, chatbot, session],
                         outputs=[chatbot, question])
-        ablation.change(partial(cb.compare_ablation, services), inputs=[ablation, session],
+        edit = [rv_start, rv_end, rv_category, rv_cause, rv_frames, rv_seek, review_state]
+        seek_review = dict(fn=None, inputs=[rv_seek], js="(t) => { window.uprmSeek(t); }")
+        refresh_btn.click(bind(rv.queue_rows, services), outputs=[queue, progress_md])
+        queue.select(bind(_open_queue_row, services), inputs=[review_state], outputs=[
+            review_player, rv_segments, rv_status, review_state])
+        rv_segments.select(bind(_select_review_row, services), inputs=[review_state], outputs=edit).then(**seek_review)
+        for btn, action in ((accept_btn, "accept"), (reject_btn, "reject"), (bounds_btn, "bounds"),
+                            (cause_btn, "cause"), (category_btn, "category"), (add_btn, "add"),
+                            (reviewed_btn, "reviewed")):
+            btn.click(bind(rv.act, services, action), inputs=[review_state, annotator, rv_start, rv_end,
+                      rv_category, rv_cause], outputs=[rv_segments, rv_status])
+        for btn, target in ((set_start_btn, rv_start), (set_end_btn, rv_end)):
+            btn.click(None, js="() => window.uprmCurrentTime()", outputs=[target])
+        for box in (rv_start, rv_end):
+            box.change(lambda a, b, st: rv.frames_label(a, b, st.fps), inputs=[rv_start, rv_end, review_state],
+                       outputs=[rv_frames])
+        prev_btn.click(bind(rv.step_segment, services, direction=-1), inputs=[review_state], outputs=edit).then(**seek_review)
+        next_btn.click(bind(rv.step_segment, services, direction=1), inputs=[review_state], outputs=edit).then(**seek_review)
+        history_btn.click(bind(rv.history_rows, services), inputs=[review_state], outputs=[history])
+        as_of_btn.click(bind(rv.segment_rows, services), inputs=[review_state, as_of], outputs=[rv_segments])
+        agree_btn.click(bind(rv.agreement, services), inputs=[review_state, ann_a, ann_b], outputs=[agree_md])
+        export_btn.click(bind(rv.export, services), inputs=[export_fmt, export_reviewed],
+                         outputs=[export_file, rv_status])
+        demo.load(bind(rv.queue_rows, services), outputs=[queue, progress_md])
+        ablation.change(bind(cb.compare_ablation, services), inputs=[ablation, session],
                         outputs=[teach_plot, teach_note, session]).then(
             cb.formula_at, inputs=[session, step_time, ablation], outputs=[formula])
         step_time.change(cb.formula_at, inputs=[session, step_time, ablation], outputs=[formula])
     return demo
 
 
-def _run_analysis(services, path, layers, session, progress=gr.Progress()):
-    yield from cb.run_analysis(services, path, layers, session, progress=progress)
-
-
 def _select_segment(session: cb.StudioSession, evt: gr.SelectData):
     row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
     return cb.segment_details(session, int(row))
+
+
+def _open_queue_row(services: Services, state: rv.ReviewState, evt: gr.SelectData, request: gr.Request):
+    row = evt.row_value if getattr(evt, "row_value", None) else None
+    if not row:
+        return gr.skip(), gr.skip(), cb.status("select a row of the queue", ok=False), state
+    return rv.open_video(services, row[0], state, request)
+
+
+def _select_review_row(services: Services, state: rv.ReviewState, evt: gr.SelectData):
+    row = evt.row_value if getattr(evt, "row_value", None) else None
+    if not row:
+        return (gr.skip(),) * 6 + (state,)
+    return rv.select_segment(services, state, row)
+
+
+def _categories() -> list[str]:
+    from ui.services import studio_categories
+
+    return list(studio_categories())
+
+
+def _model_card() -> str:
+    card = ASSETS / "MODEL_CARD.md"
+    return card.read_text(encoding="utf-8") if card.exists() else "No model card found in assets/."
 
 
 def launch_kwargs(cfg: AppConfig) -> dict:

@@ -12,6 +12,14 @@ from ui.config import AppConfig
 log = logging.getLogger("uprm.studio")
 
 
+def studio_categories() -> tuple[str, ...]:
+    """The store's categories plus every category the analysis can name, so reviewers can pick them."""
+    from annotations.categories import DEFAULT_CATEGORIES
+    from uprm.analysis import ANALYSIS_CATEGORIES
+
+    return tuple(dict.fromkeys((*ANALYSIS_CATEGORIES, *DEFAULT_CATEGORIES)))
+
+
 @dataclass
 class Services:
     cfg: AppConfig
@@ -36,7 +44,7 @@ class Services:
                 from annotations.store import Store
 
                 Path(self.cfg.db_path).parent.mkdir(parents=True, exist_ok=True)
-                self._store = Store(self.cfg.db_path)
+                self._store = Store(self.cfg.db_path, categories=studio_categories())
             return self._store
 
     @property

@@ -181,6 +181,10 @@ def summarize_evidence(evidence: VideoEvidence, steps: list[int], gates: np.ndar
     )
 
 
+# every category name category_from_evidence can return (annotators may pick them too)
+ANALYSIS_CATEGORIES = ("fall", "fighting", "crowd running", "running", "suspicious object", "threat")
+
+
 def category_from_evidence(ev: SegmentEvidence) -> str:
     """A coarse category name read off the evidence behind a segment (the model itself is binary).
 
