@@ -14,26 +14,30 @@ COMMANDS = {
     "analyze": "uprm.analysis_cli",
     "evaluate": "uprm.evaluate_cli",
     "train": "uprm.training.cli",
+    "compose": "uprm.compose.cli",
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The CLI parser; with ``only``, just that command is imported (a broken optional package then
+    cannot take the other commands down with it)."""
     parser = argparse.ArgumentParser(
         prog="python -m uprm",
         description="UPRM command line: perceive, analyze, evaluate and train on surveillance video.",
+        epilog="example: python -m uprm analyze clip.mp4 --json out/clip.json",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module in COMMANDS.items():
-        try:
-            importlib.import_module(module).register(sub)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
+        if only is not None and name != only:
+            continue
+        importlib.import_module(module).register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = argv[0] if argv and argv[0] in COMMANDS else None
+    parser = build_parser(only=command)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

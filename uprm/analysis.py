@@ -9,6 +9,7 @@ import json
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -224,24 +225,28 @@ def evidence_context(ev: SegmentEvidence, start_s: float, end_s: float, score: f
 # ----------------------------------------------------------------------------------- pipeline
 
 
-def _steps_of(evidence: VideoEvidence, first: int, last: int) -> list[int]:
-    return list(range(first, last + 1))
+@contextmanager
+def ablated(model, ablation: tuple[str, ...]):
+    """Run with exactly these ablation switches on (no others), then restore the model's own."""
+    from uprm.model.config import Ablation
+
+    previous = model.ablation
+    model.set_ablation(Ablation(**{name: True for name in ablation}))
+    try:
+        yield model
+    finally:
+        model.set_ablation(previous)
 
 
-def run_model(model, evidence: VideoEvidence, ablation: tuple[str, ...] = ()):
+def run_model(model, evidence: VideoEvidence):
     """One fusion forward over the whole video: (inputs, threat_prob (T,), gates (T, 4))."""
     import torch
 
     from uprm.featurize import featurize
 
     inputs = featurize(evidence, model.config)
-    previous = model.ablation
-    model.set_ablation(**{name: True for name in ablation})
-    try:
-        with torch.no_grad():
-            out = model(inputs)
-    finally:
-        model.set_ablation(**previous.as_kwargs())
+    with torch.no_grad():
+        out = model(inputs)
     prob = out.threat_prob[0].float().cpu().numpy()
     gates = torch.cat([out.router_weights[0], out.coarse_share[0][:, None]], dim=-1).float().cpu().numpy()
     return inputs, prob, gates
@@ -287,14 +292,20 @@ def analyze_iter(video: str | Path, model, settings: AnalysisSettings | None = N
         evidence = box["ev"]
     yield AnalysisUpdate("perception: done", 0.8, evidence=evidence)
 
-    inputs, prob, gates = run_model(model, evidence, settings.ablation)
+    with ablated(model, settings.ablation):
+        yield from _fuse_and_explain(model, evidence, settings, model_id)
+
+
+def _fuse_and_explain(model, evidence: VideoEvidence, settings: AnalysisSettings,
+                      model_id: str | None) -> Iterator[AnalysisUpdate]:
+    inputs, prob, gates = run_model(model, evidence)
     times = evidence.times_s
     step_s = 1.0 / evidence.sample_fps
     runs = segments_from_scores(times, prob, step_s, settings.threshold, settings.min_segment_s,
                                 settings.merge_gap_s)
     segments = []
     for first, last in runs:
-        steps = _steps_of(evidence, first, last)
+        steps = list(range(first, last + 1))
         ev = summarize_evidence(evidence, steps, gates[first:last + 1])
         start_s, end_s = _segment_bounds(times, first, last, step_s, evidence.video.duration_s)
         segments.append(ThreatSegment(start_s, end_s, round(float(prob[first:last + 1].max()), 4),
