@@ -113,8 +113,10 @@ def render_overlay(services: Services, session: StudioSession, layers: list[str]
                                      [[s.start_s, s.end_s, s.category] for s in a.segments]]).encode()).hexdigest()[:16]
     out = services.renders / f"overlay_{key}.mp4"
     if not out.exists():
+        # every native frame (evidence held from the nearest sample) so playback is smooth and frame
+        # stepping in the player moves one real frame
         render(session.video_path, session.evidence, out, layers=set(layers),
-               segments=[(s.start_s, s.end_s, s.category) for s in a.segments])
+               segments=[(s.start_s, s.end_s, s.category) for s in a.segments], rate="native")
     return str(out)
 
 
@@ -250,6 +252,14 @@ def compare_ablation(services: Services, label: str, session: StudioSession):
         return comparison_figure(base, variant, label), status(note), session
     except Exception as exc:
         return None, status(friendly(exc), ok=False), session
+
+
+def teach_time_slider(session: StudioSession):
+    """The formula's time slider spans the analysed video."""
+    if session.analysis is None:
+        return gr.skip()
+    return gr.Slider(maximum=max(session.analysis.times_s[-1], 0.5) if session.analysis.times_s else 1,
+                     step=1.0 / session.analysis.settings.sample_fps)
 
 
 def formula_at(session: StudioSession, time_s: float, label: str) -> str:

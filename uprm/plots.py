@@ -12,6 +12,9 @@ from uprm.analysis import EXPERT_NAMES, EXPERTS, Analysis
 
 EXPERT_COLOURS = {"hpe": "#e45756", "ore": "#4c78a8", "vbe": "#54a24b", "coarse": "#bab0ac"}
 SEGMENT_COLOUR = "rgba(228, 87, 86, 0.22)"
+# With PTR the fine weights R sum to 1 and the coarse expert adds 1 - G on top (eq. 6), so the stack
+# reaches 2 - G; without PTR all four weights are one softmax and the stack is exactly 1.
+GATE_AXIS = "weight in z"
 
 
 def _gate_traces(fig: go.Figure, analysis: Analysis, row: int, col: int, legend: bool, group: str) -> None:
@@ -52,7 +55,7 @@ def timeline_figure(analysis: Analysis, title: str = "") -> go.Figure:
     duration = analysis.video.duration_s
     fig.update_xaxes(range=[0, duration], title_text="time (s)", row=2, col=1)
     fig.update_yaxes(range=[0, 1.02], row=1, col=1)
-    fig.update_yaxes(range=[0, 1.0], row=2, col=1)
+    fig.update_yaxes(rangemode="tozero", title_text=GATE_AXIS, row=2, col=1)
     fig.update_layout(height=420, margin=dict(l=40, r=10, t=40, b=40), barmode="overlay", bargap=0,
                       legend=dict(orientation="h", y=-0.18), title=title or None,
                       shapes=[_cursor_shape(0.0)], clickmode="event")
@@ -75,7 +78,7 @@ def comparison_figure(full: Analysis, variant: Analysis, variant_label: str) -> 
         _segment_bars(fig, a, 2, col)
         fig.add_trace(go.Scatter(x=a.times_s, y=a.threat_prob, mode="lines", showlegend=False,
                                  line=dict(color="#d62728"), name="threat score"), row=2, col=col)
-        fig.update_yaxes(range=[0, 1.0], row=1, col=col)
+        fig.update_yaxes(rangemode="tozero", row=1, col=col)
         fig.update_yaxes(range=[0, 1.02], row=2, col=col)
     fig.update_layout(height=460, margin=dict(l=40, r=10, t=40, b=30), barmode="overlay",
                       legend=dict(orientation="h", y=-0.12))

@@ -86,6 +86,17 @@
     const fn = keys[e.key];
     if (fn) { e.preventDefault(); fn(); }
   });
+  // Re-rendered overlays (layer toggles) replace the player's source: keep the viewer's place.
+  let last = { src: '', t: 0 };
+  document.addEventListener('timeupdate', (e) => {
+    if (e.target.closest && e.target.closest('#player')) last = { src: e.target.currentSrc, t: e.target.currentTime };
+  }, true);
+  document.addEventListener('loadedmetadata', (e) => {
+    const v = e.target;
+    if (!(v.closest && v.closest('#player'))) return;
+    const bothOverlays = /overlay_/.test(last.src) && /overlay_/.test(v.currentSrc) && last.src !== v.currentSrc;
+    if (bothOverlays && last.t > 0) v.currentTime = Math.min(last.t, v.duration || last.t);
+  }, true);
   setInterval(() => { bindPlots(); drawCursors(); }, 300);
   window.uprmCurrentTime = () => { const v = video(); return v ? v.currentTime : 0; };
 })();
