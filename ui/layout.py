@@ -166,7 +166,8 @@ def build_demo(cfg: AppConfig, services: Services | None = None) -> gr.Blocks:
                             (cause_btn, "cause"), (category_btn, "category"), (add_btn, "add"),
                             (reviewed_btn, "reviewed")):
             btn.click(bind(rv.act, services, action), inputs=[review_state, annotator, rv_start, rv_end,
-                      rv_category, rv_cause], outputs=[rv_segments, rv_status])
+                      rv_category, rv_cause], outputs=[rv_segments, rv_status]).then(
+                bind(rv.queue_rows, services), outputs=[queue, progress_md])
         for btn, target in ((set_start_btn, rv_start), (set_end_btn, rv_end)):
             btn.click(None, js="() => window.uprmCurrentTime()", outputs=[target])
         for box in (rv_start, rv_end):

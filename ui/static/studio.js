@@ -2,7 +2,11 @@
 // current-time cursor on the timeline, and keyboard shortcuts. Plotly is bundled inside Gradio (no
 // window.Plotly), so we use the graph div's own event emitter and axis mapping.
 (function () {
-  const video = () => document.querySelector('#player video');
+  // the player of the visible tab (Analyse or Review)
+  const video = () => {
+    const all = [...document.querySelectorAll('#player video, #review_player video')];
+    return all.find((v) => v.offsetParent !== null) || all[0];
+  };
   const meta = () => {
     const el = document.querySelector('#uprm_meta textarea, #uprm_meta input');
     try { return el && el.value ? JSON.parse(el.value) : {}; } catch (e) { return {}; }
