@@ -148,14 +148,14 @@ def build_demo(cfg: AppConfig, services: Services | None = None) -> gr.Blocks:
         player.change(bind(cb.on_video, services), inputs=[player, session], outputs=[status_md, session])
         analyse_btn.click(bind(cb.run_analysis, services), inputs=[player, layers, session],
                           outputs=[status_md, timeline, segments, player, meta, session],
-                          concurrency_limit=1, show_progress="minimal").then(
+                          concurrency_limit=1, show_progress="minimal", api_name="analyze").then(
             cb.teach_time_slider, inputs=[session], outputs=[step_time]).then(
             cb.formula_at, inputs=[session, step_time, ablation], outputs=[formula])
         layers.change(bind(cb.change_layers, services), inputs=[layers, session], outputs=[player, status_md])
         segments.select(_select_segment, inputs=[session], outputs=[seek_to, details]).then(
             None, inputs=[seek_to], js="(t) => { window.uprmSeek(t); }")
         question.submit(bind(cb.chat, services), inputs=[question, chatbot, session],
-                        outputs=[chatbot, question])
+                        outputs=[chatbot, question], api_name="chat")
         edit = [rv_start, rv_end, rv_category, rv_cause, rv_frames, rv_seek, review_state]
         seek_review = dict(fn=None, inputs=[rv_seek], js="(t) => { window.uprmSeek(t); }")
         refresh_btn.click(bind(rv.queue_rows, services), outputs=[queue, progress_md])
