@@ -1,0 +1,136 @@
+"""featurize on hand-built evidence: ranking and caps, normalisation, relations, empty vectors, errors."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from uprm.evidence import PREDICATES, FrameEvidence, Relation, VideoEvidence, VideoInfo
+from uprm.featurize import featurize
+from uprm.model import InputError, UPRMConfig, build_model
+
+W, H = 200, 100
+CFG = UPRMConfig.tiny(max_persons=2, max_entities=3)  # d_bg = 12, d_coarse = 10
+
+
+def keypoints(x: float, y: float, score: float = 0.9) -> np.ndarray:
+    kp = np.zeros((17, 3), np.float32)
+    kp[:, 0], kp[:, 1], kp[:, 2] = x + np.arange(17), y + np.arange(17), score
+    return kp
+
+
+def frame(time_s: float, entities: list[tuple[int, float, tuple]], relations=(), background=None, coarse=None,
+          poses: dict[int, np.ndarray] | None = None) -> FrameEvidence:
+    """entities: (class_id, score, box) in evidence order; people get a pose unless poses says otherwise."""
+    n = len(entities)
+    kps = np.zeros((n, 17, 3), np.float32)
+    for i, (cls, _, box) in enumerate(entities):
+        if cls == 1:
+            kps[i] = (poses or {}).get(i, keypoints(box[0], box[1]))
+    return FrameEvidence(
+        time_s=time_s, frame_index=int(time_s * 10),
+        boxes=np.array([e[2] for e in entities], np.float32).reshape(n, 4),
+        class_ids=np.array([e[0] for e in entities], int), class_names=[str(e[0]) for e in entities],
+        scores=np.array([e[1] for e in entities], np.float32), track_ids=np.full(n, -1), keypoints=kps,
+        relations=list(relations),
+        background=np.zeros(0, np.float32) if background is None else np.asarray(background, np.float32),
+        coarse=np.zeros(0, np.float32) if coarse is None else np.asarray(coarse, np.float32),
+    )
+
+
+def video(frames: list[FrameEvidence]) -> VideoEvidence:
+    info = VideoInfo(path="hand.mp4", content_hash="0" * 64, fps=10.0, frame_count=10 * len(frames),
+                     duration_s=len(frames) / 2, width=W, height=H)
+    return VideoEvidence(video=info, sample_fps=2.0, frames=frames)
+
+
+# three people (scores 0.5, 0.9, 0.7), a knife (0.95) and a bag (0.3)
+ENTITIES = [(1, 0.5, (10, 10, 30, 60)), (1, 0.9, (50, 20, 70, 90)), (1, 0.7, (100, 0, 120, 50)),
+            (49, 0.95, (60, 40, 66, 50)), (31, 0.3, (0, 0, 200, 100))]
+RELATIONS = [Relation(1, "holding", 3, 0.8, "right wrist in knife box"),
+             Relation(2, "near", 1, 0.6, "boxes 10 px apart"),
+             Relation(0, "near", 1, 0.4, "dropped with person 0"),
+             Relation(2, "running", 2, 0.7, "fast track")]
+
+
+@pytest.fixture()
+def evidence() -> VideoEvidence:
+    return video([
+        frame(0.0, ENTITIES, RELATIONS, background=np.arange(12), coarse=np.ones(10)),
+        frame(0.5, [], background=[], coarse=np.full(10, 2.0)),
+    ])
+
+
+def test_shapes_and_step_metadata(evidence):
+    x = featurize(evidence, CFG)
+    assert x.pose.shape == (1, 2, 2, 17, 3) and x.relations.shape == (1, 2, len(PREDICATES), 3, 3)
+    assert x.background.shape == (1, 2, 12) and x.coarse.shape == (1, 2, 10)
+    assert x.step_mask.tolist() == [[True, True]] and x.times_s.tolist() == [[0.0, 0.5]]
+    assert x.pose.dtype == torch.float32 and x.object_class.dtype == torch.long
+
+
+def test_people_are_ranked_by_score_capped_and_normalised(evidence):
+    x = featurize(evidence, CFG)
+    assert x.person_mask[0, 0].tolist() == [True, True] and not x.person_mask[0, 1].any()
+    # slot 0 = the 0.9 person (box at 50, 20), slot 1 = the 0.7 person (100, 0); the 0.5 one is dropped
+    np.testing.assert_allclose(x.pose[0, 0, 0, 3].numpy(), [(50 + 3) / W, (20 + 3) / H, 0.9], rtol=1e-6)
+    np.testing.assert_allclose(x.pose[0, 0, 1, 0].numpy(), [100 / W, 0.0, 0.9], rtol=1e-6)
+    assert float(x.pose[..., :2].max()) <= 1.0 and float(x.pose[..., :2].min()) >= 0.0
+
+
+def test_undetected_joints_and_people_without_pose(evidence):
+    kp = keypoints(50, 20)
+    kp[5:, 2] = 0.0  # only the head was seen
+    f = frame(0.0, ENTITIES[:3], poses={1: kp, 2: np.zeros((17, 3), np.float32)})
+    x = featurize(video([f]), CFG)
+    assert x.pose[0, 0, 0, 5:].abs().sum() == 0  # unseen joints are all zero
+    # the 0.7 person has no pose at all: the 0.5 person takes slot 1
+    np.testing.assert_allclose(x.pose[0, 0, 1, 0, :2].numpy(), [10 / W, 10 / H], rtol=1e-6)
+
+
+def test_entities_are_capped_and_relations_follow_their_new_slots(evidence):
+    x = featurize(evidence, CFG)
+    # kept by score: knife 0.95 (slot 0), person 0.9 (slot 1), person 0.7 (slot 2)
+    assert x.object_class[0, 0].tolist() == [49, 1, 1] and x.object_mask[0, 0].all()
+    np.testing.assert_allclose(x.object_box[0, 0, 0].numpy(), [60 / W, 40 / H, 66 / W, 50 / H], rtol=1e-6)
+    np.testing.assert_allclose(x.object_score[0, 0].numpy(), [0.95, 0.9, 0.7], rtol=1e-6)
+    rel = x.relations[0, 0]
+    expected = torch.zeros_like(rel)
+    expected[PREDICATES.index("holding"), 1, 0] = 0.8  # person 0.9 holding knife
+    expected[PREDICATES.index("near"), 2, 1] = 0.6
+    expected[PREDICATES.index("running"), 2, 2] = 0.7  # unary on the diagonal
+    torch.testing.assert_close(rel, expected)  # "near" from the dropped person is gone
+    assert not x.object_mask[0, 1].any() and not x.relations[0, 1].any()
+
+
+def test_empty_vectors_become_zeros_and_are_flagged(evidence):
+    x = featurize(evidence, CFG)
+    assert x.background_mask.tolist() == [[True, False]]
+    torch.testing.assert_close(x.background[0, 0], torch.arange(12, dtype=torch.float32))
+    assert not x.background[0, 1].any()
+    torch.testing.assert_close(x.coarse[0, 1], torch.full((10,), 2.0))
+
+
+def test_deterministic(evidence):
+    a, b = featurize(evidence, CFG), featurize(evidence, CFG)
+    assert all(torch.equal(getattr(a, f), getattr(b, f)) for f in a.__dataclass_fields__)
+
+
+def test_bad_evidence_raises_clear_errors():
+    with pytest.raises(InputError, match="size 5.*expects 12"):
+        featurize(video([frame(0.0, [], background=np.ones(5))]), CFG)
+    with pytest.raises(InputError, match="NaN"):
+        featurize(video([frame(0.0, [], coarse=np.full(10, np.nan))]), CFG)
+    with pytest.raises(InputError, match="class id.*120"):
+        featurize(video([frame(0.0, [(120, 0.5, (0, 0, 5, 5))])]), CFG)
+    with pytest.raises(InputError, match="no frames"):
+        featurize(video([]), CFG)
+
+
+def test_featurized_evidence_runs_through_the_model(evidence):
+    model = build_model("tiny", max_persons=2, max_entities=3)
+    with torch.no_grad():
+        out = model(featurize(evidence, model.config))
+    assert out.threat_prob.shape == (1, 2)
+    assert float(out.router_weights[0, 1].sum()) == 0.0  # step 2 has no fine evidence: coarse only
+    assert float(out.coarse_share[0, 1]) == 1.0

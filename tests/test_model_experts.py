@@ -1,0 +1,109 @@
+"""Expert-level properties: masking really removes people/entities, order does not matter, padding steps
+stay silent, a video without anyone still gives finite outputs."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from uprm.model import UPRMConfig
+from uprm.model.cve import CoarseVideoExpert
+from uprm.model.hpe import HumanPoseExpert
+from uprm.model.inputs import random_expert_inputs
+from uprm.model.ore import ObjectRelationExpert
+from uprm.model.vbe import VisualBackgroundExpert
+
+CFG = UPRMConfig.tiny(max_persons=3, max_entities=4)
+
+
+@pytest.fixture()
+def x():
+    torch.manual_seed(0)
+    return random_expert_inputs(CFG, batch_size=2, num_steps=5, seed=8)
+
+
+def hpe_out(hpe, x, pose=None, person_mask=None):
+    return hpe(x.pose if pose is None else pose, x.person_mask if person_mask is None else person_mask,
+               x.coarse, x.times_s, x.step_mask)
+
+
+def ore_out(ore, x, **kw):
+    args = dict(object_class=x.object_class, object_box=x.object_box, object_score=x.object_score,
+                object_mask=x.object_mask, relations=x.relations, step_mask=x.step_mask)
+    return ore(**{**args, **kw})
+
+
+@torch.no_grad()
+def test_hpe_ignores_masked_people_and_their_order(x):
+    hpe = HumanPoseExpert(CFG).eval()
+    mask = x.person_mask.clone()
+    mask[:, :, 0] = False
+    ref = hpe_out(hpe, x, person_mask=mask)
+    pose = x.pose.clone()
+    pose[:, :, 0] = torch.rand_like(pose[:, :, 0])  # the masked person changes
+    torch.testing.assert_close(hpe_out(hpe, x, pose=pose, person_mask=mask), ref)
+    perm = torch.tensor([2, 0, 1])
+    torch.testing.assert_close(hpe_out(hpe, x, pose=x.pose[:, :, perm], person_mask=mask[:, :, perm]), ref)
+    assert not torch.allclose(hpe_out(hpe, x), ref)  # unmasking the person does change the output
+
+
+@torch.no_grad()
+def test_hpe_attends_across_time_and_survives_a_video_without_people(x):
+    hpe = HumanPoseExpert(CFG).eval()
+    ref = hpe_out(hpe, x)
+    pose = x.pose.clone()
+    pose[:, 4] = torch.rand_like(pose[:, 4])  # only the last step's poses change
+    out = hpe_out(hpe, x, pose=pose)
+    assert not torch.allclose(out[:, 0], ref[:, 0])  # the first step's token sees them (cross-attention)
+    nobody = hpe_out(hpe, x, person_mask=torch.zeros_like(x.person_mask))  # only the null key is left
+    assert torch.isfinite(nobody).all()
+    x.step_mask[1, 3:] = False
+    assert not hpe_out(hpe, x)[1, 3:].any()  # padding steps are silent
+
+
+@torch.no_grad()
+def test_ore_object_masking_removes_entities_with_their_edges(x):
+    ore = ObjectRelationExpert(CFG).eval()
+    mask = x.object_mask.clone()
+    mask[:, :, 1] = True
+    mask[:, :, 2] = False
+    ref = ore_out(ore, x, object_mask=mask)
+    rel = x.relations.clone()
+    rel[:, :, :, 2, :] = 1.0  # the masked entity now relates to everyone
+    rel[:, :, :, :, 2] = 1.0
+    cls = x.object_class.clone()
+    cls[:, :, 2] = 5
+    torch.testing.assert_close(ore_out(ore, x, object_mask=mask, relations=rel, object_class=cls), ref)
+    box = x.object_box.clone()
+    box[:, :, 1, 2] = box[:, :, 1, 0]  # an empty box is masked as well
+    empty = ore_out(ore, x, object_mask=mask, object_box=box)
+    mask2 = mask.clone()
+    mask2[:, :, 1] = False
+    torch.testing.assert_close(empty, ore_out(ore, x, object_mask=mask2, object_box=box))
+
+
+@torch.no_grad()
+def test_ore_does_not_depend_on_entity_order(x):
+    ore = ObjectRelationExpert(CFG).eval()
+    perm = torch.tensor([3, 1, 0, 2])
+    rel = x.relations[:, :, :, perm][:, :, :, :, perm]
+    out = ore_out(ore, x, object_class=x.object_class[:, :, perm], object_box=x.object_box[:, :, perm],
+                  object_score=x.object_score[:, :, perm], object_mask=x.object_mask[:, :, perm], relations=rel)
+    torch.testing.assert_close(out, ore_out(ore, x))
+
+
+@torch.no_grad()
+def test_relations_change_the_ore_output(x):
+    ore = ObjectRelationExpert(CFG).eval()
+    for layer in ore.layers:
+        layer.edge_logits.normal_()
+    mask = torch.ones_like(x.object_mask)
+    edges = torch.ones_like(x.relations) * (1 - torch.eye(4))  # pairwise only: the change goes through C
+    assert not torch.allclose(ore_out(ore, x, object_mask=mask, relations=torch.zeros_like(x.relations)),
+                              ore_out(ore, x, object_mask=mask, relations=edges))
+
+
+@torch.no_grad()
+def test_background_and_coarse_experts_shapes_and_padding(x):
+    x.step_mask[0, 2:] = False
+    for out in (VisualBackgroundExpert(CFG)(x.background, x.step_mask), CoarseVideoExpert(CFG)(x.coarse, x.step_mask)):
+        assert out.shape == (2, 5, CFG.d_model) and not out[0, 2:].any() and out[1].abs().sum() > 0

@@ -1,0 +1,106 @@
+"""VideoEvidence (what the frozen front-ends saw) -> ExpertInputs (what the experts read), B = 1.
+
+Deterministic: people and entities are ranked by detector score (ties keep the evidence order) and
+capped at ``config.max_persons`` / ``config.max_entities``; relations touching a dropped entity are
+dropped with it. Coordinates are normalised by the decoded frame size. A step whose background or
+coarse vector is empty gets zeros there (and ``background_mask`` False).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from uprm.evidence import NUM_JOINTS, PREDICATES, FrameEvidence, VideoEvidence
+from uprm.model.config import UPRMConfig
+from uprm.model.errors import InputError
+from uprm.model.inputs import ExpertInputs
+
+_PREDICATE_INDEX = {name: i for i, name in enumerate(PREDICATES)}
+
+
+def featurize(evidence: VideoEvidence, config: UPRMConfig) -> ExpertInputs:
+    """One video's evidence as batched tensors (B = 1, T = number of evidence frames)."""
+    import torch
+
+    frames = evidence.frames
+    if not frames:
+        raise InputError(f"the evidence of {evidence.video.path!r} has no frames: nothing to featurize "
+                         "(was the video decoded? see evidence.warnings)")
+    width, height = evidence.video.width, evidence.video.height
+    if width <= 0 or height <= 0:
+        raise InputError(f"video size {width}x{height} is not positive: cannot normalise coordinates")
+    t, p, k, r = len(frames), config.max_persons, config.max_entities, len(PREDICATES)
+    pose = np.zeros((t, p, NUM_JOINTS, 3), np.float32)
+    person_mask = np.zeros((t, p), bool)
+    object_class = np.zeros((t, k), np.int64)
+    object_box = np.zeros((t, k, 4), np.float32)
+    object_score = np.zeros((t, k), np.float32)
+    object_mask = np.zeros((t, k), bool)
+    relations = np.zeros((t, r, k, k), np.float32)
+    background = np.zeros((t, config.d_bg), np.float32)
+    background_mask = np.zeros(t, bool)
+    coarse = np.zeros((t, config.d_coarse), np.float32)
+    scale = np.array([width, height, width, height], np.float32)
+
+    for i, frame in enumerate(frames):
+        order = np.argsort(-np.asarray(frame.scores, np.float64), kind="stable")
+
+        has_pose = frame.is_person & (np.asarray(frame.keypoints)[:, :, 2] > 0).any(axis=1)  # (N,)
+        people = [j for j in order if has_pose[j]][:p]
+        for slot, j in enumerate(people):
+            kp = np.asarray(frame.keypoints[j], np.float32)
+            score = np.clip(kp[:, 2], 0.0, 1.0)
+            xy = np.clip(kp[:, :2] / scale[:2], 0.0, 1.0) * (score > 0)[:, None]  # undetected joints: zeros
+            pose[i, slot] = np.concatenate([xy, score[:, None]], axis=1)
+            person_mask[i, slot] = True
+
+        kept = list(order[:k])
+        ids = np.asarray(frame.class_ids, np.int64)[kept] if kept else np.zeros(0, np.int64)
+        bad = ids[(ids < 0) | (ids >= config.num_object_classes)]
+        if bad.size:
+            raise InputError(f"frame {frame.frame_index} ({frame.time_s:.2f} s) has class id(s) "
+                             f"{sorted(set(bad.tolist()))} outside COCO-91 ids 0..{config.num_object_classes - 1}: map them to COCO-91 "
+                             "(0 = unknown) in perception")
+        n = len(kept)
+        object_class[i, :n] = ids
+        object_box[i, :n] = np.clip(np.asarray(frame.boxes, np.float32)[kept] / scale, 0.0, 1.0)
+        object_score[i, :n] = np.clip(np.asarray(frame.scores, np.float32)[kept], 0.0, 1.0)
+        object_mask[i, :n] = True
+        slot_of = {int(j): s for s, j in enumerate(kept)}
+        for rel in frame.relations:
+            s, o = slot_of.get(rel.subject), slot_of.get(rel.object)
+            if s is None or o is None:
+                continue
+            q = _PREDICATE_INDEX[rel.predicate]
+            relations[i, q, s, o] = max(relations[i, q, s, o], float(np.clip(rel.score, 0.0, 1.0)))
+
+        bg = _vector(frame, "background", config.d_bg)
+        if bg is not None:
+            background[i], background_mask[i] = bg, True
+        cv = _vector(frame, "coarse", config.d_coarse)
+        if cv is not None:
+            coarse[i] = cv
+
+    def one(a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(a).unsqueeze(0)  # (...) -> (1, ...)
+
+    return ExpertInputs(
+        pose=one(pose), person_mask=one(person_mask), object_class=one(object_class), object_box=one(object_box),
+        object_score=one(object_score), object_mask=one(object_mask), relations=one(relations),
+        background=one(background), background_mask=one(background_mask), coarse=one(coarse),
+        step_mask=torch.ones(1, t, dtype=torch.bool),
+        times_s=one(np.array([f.time_s for f in frames], np.float32)),
+    )
+
+
+def _vector(frame: FrameEvidence, name: str, dim: int) -> np.ndarray | None:
+    """The frame's background/coarse vector, None when empty; a wrong size or NaN is an error."""
+    v = np.asarray(getattr(frame, name), np.float32).reshape(-1)
+    if v.size == 0:
+        return None
+    if v.size != dim:
+        raise InputError(f"frame {frame.frame_index} ({frame.time_s:.2f} s) has a {name} vector of size {v.size} "
+                         f"but the model expects {dim} (UPRMConfig.d_{'bg' if name == 'background' else 'coarse'}): "
+                         "build the model with the perception's sizes or re-run perception")
+    if not np.isfinite(v).all():
+        raise InputError(f"frame {frame.frame_index} ({frame.time_s:.2f} s) has NaN/inf in its {name} vector")
+    return v

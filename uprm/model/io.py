@@ -1,0 +1,120 @@
+"""Building, saving and loading models: the one place where configs and weights meet.
+
+A checkpoint folder holds
+    config.json          UPRMConfig (incl. ablations and the LM choice)
+    uprm.safetensors     UPRM's own weights: experts, router, threat head, projector
+    lora_adapter/        the peft LoRA adapter of the language model
+The base LM is not copied: it comes from where the config says (the SmolLM2 cache, a local folder,
+or, for random tiny LMs, the seed). Loading is strict: any missing, unexpected or mis-shaped tensor
+raises a CheckpointError naming it.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from uprm.model.config import UPRMConfig
+from uprm.model.errors import CheckpointError, ConfigError
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "uprm.safetensors"
+ADAPTER_DIR = "lora_adapter"
+PRESETS = ("small", "paper", "tiny")
+
+
+def build_model(name_or_path: str | Path = "small", **overrides: Any):
+    """A ready model in eval mode: "small" (SmolLM2, CPU default), "paper" (Video-LLaVA 7B), "tiny"
+    (random tiny LM, for tests), or a checkpoint folder. Overrides replace config fields, e.g.
+    ``build_model("small", no_ptr=True)`` or ``build_model("paper", lm=LMConfig(...))``.
+    """
+    if isinstance(name_or_path, str) and name_or_path in PRESETS:
+        config = getattr(UPRMConfig, name_or_path)(**overrides)
+        model = _assemble(config)
+        model.model_id = name_or_path
+        return model.eval()
+    path = Path(name_or_path)
+    if not (path / CONFIG_FILE).is_file():
+        raise ConfigError(f"{name_or_path!r} is neither a preset {PRESETS} nor a checkpoint folder with {CONFIG_FILE}")
+    return load_model(path, **overrides)
+
+
+def _assemble(config: UPRMConfig):
+    from uprm.model.language import load_language_model
+    from uprm.model.uprm_model import UPRMModel
+
+    return UPRMModel(config, load_language_model(config.lm))
+
+
+def save_model(model, directory: str | Path) -> Path:
+    """Write config.json, uprm.safetensors and lora_adapter/ into ``directory`` (created if needed)."""
+    from safetensors.torch import save_file
+
+    from uprm import __version__
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    model.config.save(directory / CONFIG_FILE)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.uprm_state_dict().items()}
+    save_file(state, str(directory / WEIGHTS_FILE), metadata={"format": "pt", "uprm_version": __version__})
+    model.lm.model.save_pretrained(str(directory / ADAPTER_DIR))
+    return directory
+
+
+def load_model(directory: str | Path, **overrides: Any):
+    """Rebuild the model saved in ``directory`` (eval mode); overrides as in ``build_model``."""
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    for name in (CONFIG_FILE, WEIGHTS_FILE, ADAPTER_DIR):
+        if not (directory / name).exists():
+            raise CheckpointError(f"{directory} is not a complete UPRM checkpoint: {name} is missing "
+                                  "(save one with model.save_pretrained(folder))")
+    config = UPRMConfig.load(directory / CONFIG_FILE).with_overrides(**overrides)
+    model = _assemble(config)
+
+    state = load_file(str(directory / WEIGHTS_FILE))
+    _check_keys(model.uprm_state_dict(), state, WEIGHTS_FILE, directory)
+    model.load_state_dict(state, strict=False)  # the LM's keys are not in this file; the check above is strict
+
+    _load_adapter(model, directory / ADAPTER_DIR)
+    model.model_id = str(directory)
+    return model.eval()
+
+
+def _load_adapter(model, adapter_dir: Path) -> None:
+    from peft import get_peft_model_state_dict, set_peft_model_state_dict
+    from peft.utils import load_peft_weights
+
+    saved_cfg = json.loads((adapter_dir / "adapter_config.json").read_text()) \
+        if (adapter_dir / "adapter_config.json").is_file() else {}
+    lm = model.config.lm
+    for key, want in (("r", lm.lora_r), ("lora_alpha", lm.lora_alpha)):
+        if key in saved_cfg and saved_cfg[key] != want:
+            raise CheckpointError(f"{adapter_dir}: LoRA {key}={saved_cfg[key]} but the config says {want}")
+    try:
+        weights = load_peft_weights(str(adapter_dir), device="cpu")
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"cannot read the LoRA adapter in {adapter_dir}: {exc}") from None
+    _check_keys(get_peft_model_state_dict(model.lm.model), weights, "LoRA adapter", adapter_dir)
+    set_peft_model_state_dict(model.lm.model, weights)
+
+
+def _check_keys(expected: dict, found: dict, what: str, where: Path) -> None:
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    shapes = sorted(k for k in set(expected) & set(found) if tuple(expected[k].shape) != tuple(found[k].shape))
+    if missing or unexpected or shapes:
+        def some(keys: list[str]) -> str:
+            return ", ".join(keys[:5]) + (f" (+{len(keys) - 5} more)" if len(keys) > 5 else "")
+
+        parts = []
+        if missing:
+            parts.append(f"missing {some(missing)}")
+        if unexpected:
+            parts.append(f"unexpected {some(unexpected)}")
+        if shapes:
+            parts.append("wrong shape " + ", ".join(f"{k} {tuple(found[k].shape)} vs {tuple(expected[k].shape)}"
+                                                     for k in shapes[:5]))
+        raise CheckpointError(f"{what} in {where} does not match the model built from its config: "
+                              + "; ".join(parts) + ". Were config.json and the weights saved together?")
