@@ -93,3 +93,16 @@ def test_analysis_json_round_trip(tmp_path):
 
     b = Analysis.from_json(json.loads(path.read_text()))
     assert b == a
+
+
+@pytest.mark.parametrize("predicates,tracks,fight,duration,expected", [
+    ({"lying": 1, "running": 3}, [1, 2], 0.1, 5.0, "fall"),
+    ({"touching": 4}, [1, 2], 0.2, 5.0, "struggle"),
+    ({"running": 3}, [1, 2, 3], 0.1, 5.0, "crowd_run"),
+    ({"near": 2}, [4], 0.1, 12.0, "loiter"),
+    ({"near": 2}, [4], 0.1, 4.0, "threat"),
+])
+def test_categories_follow_the_evidence(predicates, tracks, fight, duration, expected):
+    ev = SegmentEvidence([0], tracks, ["x"], predicates, {}, {"hpe": 1.0, "ore": 0, "vbe": 0, "coarse": 0},
+                         "hpe", fight, [])
+    assert category_from_evidence(ev, duration) == expected

@@ -182,26 +182,28 @@ def summarize_evidence(evidence: VideoEvidence, steps: list[int], gates: np.ndar
     )
 
 
-# every category name category_from_evidence can return (annotators may pick them too)
-ANALYSIS_CATEGORIES = ("fall", "fighting", "crowd running", "running", "suspicious object", "threat")
+# Every category category_from_evidence can return; the names match the event kinds the compositor
+# (uprm.compose) labels its ground truth with, so labelled evaluation compares like with like.
+ANALYSIS_CATEGORIES = ("fall", "struggle", "crowd_run", "loiter", "left_object", "threat")
+LOITER_MIN_S = 10.0  # a person staying this long through a segment without running
 
 
-def category_from_evidence(ev: SegmentEvidence) -> str:
-    """A coarse category name read off the evidence behind a segment (the model itself is binary).
+def category_from_evidence(ev: SegmentEvidence, duration_s: float = 0.0) -> str:
+    """A coarse category read off the evidence behind a segment (the model's threat head is binary).
 
     Order matters: a person lying is reported as a fall even if others run to help.
     """
     p = ev.predicates
     if p.get("lying"):
         return "fall"
-    if ev.fight_prob_mean >= 0.6 and (p.get("touching") or p.get("holding")):
-        return "fighting"
-    if p.get("running", 0) and len(ev.track_ids) >= 3:
-        return "crowd running"
-    if p.get("running"):
-        return "running"
-    if p.get("holding"):
-        return "suspicious object"
+    if p.get("touching") and (ev.fight_prob_mean >= 0.5 or len(ev.track_ids) >= 2):
+        return "struggle"
+    if p.get("running", 0) >= 2:
+        return "crowd_run"
+    if duration_s >= LOITER_MIN_S and ev.track_ids and not p.get("running"):
+        return "loiter"
+    if p.get("moving_away") and not p.get("holding") and ev.relations:
+        return "left_object"
     return "threat"
 
 
@@ -309,7 +311,7 @@ def _fuse_and_explain(model, evidence: VideoEvidence, settings: AnalysisSettings
         ev = summarize_evidence(evidence, steps, gates[first:last + 1])
         start_s, end_s = _segment_bounds(times, first, last, step_s, evidence.video.duration_s)
         segments.append(ThreatSegment(start_s, end_s, round(float(prob[first:last + 1].max()), 4),
-                                      category_from_evidence(ev), "", ev))
+                                      category_from_evidence(ev, end_s - start_s), "", ev))
     analysis = Analysis(
         video=evidence.video, model_id=model_id or getattr(model, "model_id", "uprm"), settings=settings,
         times_s=[round(float(t), 3) for t in times], threat_prob=[round(float(p), 5) for p in prob],
