@@ -6,6 +6,7 @@ from pathlib import Path
 import gradio as gr
 
 from ui import callbacks as cb
+from ui import models as mv
 from ui import review as rv
 from ui.binding import bind
 from ui.config import ASSETS, SAMPLE_VIDEO, AppConfig
@@ -141,6 +142,23 @@ def build_demo(cfg: AppConfig, services: Services | None = None) -> gr.Blocks:
                         export_reviewed = gr.Checkbox(value=True, label="only reviewed videos")
                         export_btn = gr.Button("Export", elem_id="rv_export")
                     export_file = gr.File(label="exported files", file_count="multiple", elem_id="rv_export_file")
+            with gr.Tab("Models", id="models"):
+                gr.Markdown("Turn reviewed corrections into a better model: the loop exports them as "
+                            "instruction data, splits videos into train and held-out, fine-tunes the serving "
+                            "model in the background, scores it before and after on the held-out videos, and "
+                            "registers the result. Every analysis records the version that made it.")
+                models_md = gr.Markdown(elem_id="models_status")
+                versions = gr.Dataframe(headers=mv.VERSION_COLUMNS, interactive=False, elem_id="versions",
+                                        label="Registered versions (newest first)")
+                with gr.Row():
+                    train_btn = gr.Button("Retrain from corrections", variant="primary", elem_id="train_btn")
+                    cancel_btn = gr.Button("Cancel training", elem_id="cancel_btn")
+                job_md = gr.Markdown(elem_id="job_status")
+                with gr.Row():
+                    version_box = gr.Textbox(label="version to serve (empty: the --model default)",
+                                             elem_id="version_box")
+                    switch_btn = gr.Button("Serve this version", elem_id="switch_btn")
+                job_timer = gr.Timer(2.0, active=False)
             with gr.Tab("Model card", id="card"):
                 gr.Markdown(_model_card())
 
@@ -181,6 +199,13 @@ def build_demo(cfg: AppConfig, services: Services | None = None) -> gr.Blocks:
         export_btn.click(bind(rv.export, services), inputs=[export_fmt, export_reviewed],
                          outputs=[export_file, rv_status])
         demo.load(bind(rv.queue_rows, services), outputs=[queue, progress_md])
+        demo.load(bind(mv.overview, services), outputs=[versions, models_md])
+        train_btn.click(bind(mv.start, services), outputs=[job_md]).then(
+            lambda: gr.Timer(active=True), outputs=[job_timer])
+        cancel_btn.click(bind(mv.cancel, services), outputs=[job_md])
+        job_timer.tick(bind(mv.poll, services), outputs=[job_md, job_timer]).then(
+            bind(mv.overview, services), outputs=[versions, models_md])
+        switch_btn.click(bind(mv.switch, services), inputs=[version_box], outputs=[versions, models_md])
         ablation.change(bind(cb.compare_ablation, services), inputs=[ablation, session],
                         outputs=[teach_plot, teach_note, session]).then(
             cb.formula_at, inputs=[session, step_time, ablation], outputs=[formula])

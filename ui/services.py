@@ -21,22 +21,95 @@ def studio_categories() -> tuple[str, ...]:
 
 
 @dataclass
+class TrainingJob:
+    """The correction loop running in a background thread; the page polls it."""
+
+    stage: str = "starting"
+    fraction: float = 0.0
+    done: bool = False
+    error: str = ""
+    version_id: str = ""
+    cancel: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
+
+
+@dataclass
 class Services:
     cfg: AppConfig
     _model: object | None = None
     _store: object | None = None
     model_lock: threading.RLock = field(default_factory=threading.RLock)
     _load_lock: threading.Lock = field(default_factory=threading.Lock)
+    job: TrainingJob | None = None
+
+    @property
+    def models_root(self) -> Path:
+        return Path(self.cfg.work_dir) / "models"
 
     def model(self):
+        """The current model version of the registry if the correction loop made one, else --model."""
         with self._load_lock:
             if self._model is None:
-                from uprm.model import build_model
-
-                log.info("loading model %s", self.cfg.model)
-                self._model = build_model(self.cfg.model)
-                self._model.eval()
+                self._model = self._load(None)
             return self._model
+
+    def _load(self, version_id: str | None):
+        from uprm.training.registry import Registry
+
+        registry = Registry(self.models_root)
+        version = registry.get(version_id) if version_id else registry.current()
+        if version is None:
+            from uprm.model import build_model
+
+            log.info("loading model %s", self.cfg.model)
+            model = build_model(self.cfg.model)
+        else:
+            from uprm.training.loop import load_version
+
+            log.info("loading model version %s", version.version_id)
+            model = load_version(self.models_root, version.version_id)
+        model.eval()
+        return model
+
+    def use_version(self, version_id: str | None) -> str:
+        """Switch every session to a registered version (None: back to --model); returns its id."""
+        from uprm.training.registry import Registry
+
+        model = self._load(version_id)
+        with self.model_lock, self._load_lock:
+            Registry(self.models_root).set_current(version_id)
+            self._model = model
+        return model.model_id
+
+    def start_training(self) -> TrainingJob:
+        """Run the correction loop on the store's reviewed corrections in the background (one at a time)."""
+        if self.job is not None and not self.job.done:
+            raise RuntimeError("a training job is already running: wait for it or cancel it")
+        job = TrainingJob()
+
+        def report(stage: str, fraction: float) -> None:
+            job.stage, job.fraction = stage, float(fraction)
+
+        def work() -> None:
+            from uprm.training.loop import run_correction_loop
+
+            try:
+                version = run_correction_loop(self.store(), self.models_root, base=self.cfg.model,
+                                              progress=report, cancel=job.cancel)
+                job.version_id = version.version_id
+                if version.promoted:  # the loop made it current: serve it from now on
+                    self.use_version(version.version_id)
+                job.stage = "done"
+            except Exception as exc:  # shown in the page; the studio keeps serving
+                log.exception("training job failed")
+                job.error = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+            finally:
+                job.done = True
+
+        job.thread = threading.Thread(target=work, daemon=True, name="uprm-training")
+        self.job = job
+        job.thread.start()
+        return job
 
     def store(self):
         with self._load_lock:
