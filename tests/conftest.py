@@ -64,3 +64,16 @@ def screenshot(page, name: str) -> Path:
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+def launch_studio(tmp: Path, services_factory=None):
+    """Launch the studio in-process on a free loopback port; returns (url, demo, services)."""
+    from ui.config import AppConfig
+    from ui.layout import build_demo, launch_kwargs
+    from ui.services import Services
+
+    cfg = AppConfig(port=free_port(), db_path=tmp / "a.sqlite", work_dir=tmp / "work")
+    services = (services_factory or Services)(cfg)
+    demo = build_demo(cfg, services)
+    demo.queue().launch(**launch_kwargs(cfg), prevent_thread_lock=True, quiet=True)
+    return f"http://127.0.0.1:{cfg.port}/", demo, services

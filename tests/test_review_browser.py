@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import free_port, screenshot
+from tests.conftest import launch_studio, screenshot
 
 pytestmark = pytest.mark.browser
 
@@ -11,21 +11,15 @@ pytestmark = pytest.mark.browser
 @pytest.fixture(scope="module")
 def review_app(tmp_path_factory):
     from annotations.records import VideoRecord
-    from ui.config import SAMPLE_VIDEO, AppConfig
-    from ui.layout import build_demo, launch_kwargs
-    from ui.services import Services
+    from ui.config import SAMPLE_VIDEO
     from uprm.segments import Segment
     from uprm.video import probe
 
-    tmp = tmp_path_factory.mktemp("review")
-    cfg = AppConfig(port=free_port(), db_path=tmp / "a.sqlite", work_dir=tmp / "work")
-    services = Services(cfg)
+    url, demo, services = launch_studio(tmp_path_factory.mktemp("review"))
     store = services.store()
     vid = store.add_video(VideoRecord.from_video_info(probe(SAMPLE_VIDEO)))
     store.add_analysis(vid, "test-model", {}, [Segment("sample", 12.0, 15.5, "fall", 0.9, "a person falls")])
-    demo = build_demo(cfg, services)
-    demo.queue().launch(**launch_kwargs(cfg), prevent_thread_lock=True, quiet=True)
-    yield f"http://127.0.0.1:{cfg.port}/", store, vid
+    yield url, store, vid
     demo.close()
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import launch_studio
 
 pytestmark = pytest.mark.slow
 
@@ -11,14 +11,11 @@ pytestmark = pytest.mark.slow
 def test_analyze_and_chat_through_gradio_client(tmp_path):
     from gradio_client import Client, handle_file
 
-    from ui.config import SAMPLE_VIDEO, AppConfig
-    from ui.layout import build_demo, launch_kwargs
+    from ui.config import SAMPLE_VIDEO
 
-    cfg = AppConfig(port=free_port(), db_path=tmp_path / "a.sqlite", work_dir=tmp_path / "work")
-    demo = build_demo(cfg)
-    demo.queue().launch(**launch_kwargs(cfg), prevent_thread_lock=True, quiet=True)
+    url, demo, _ = launch_studio(tmp_path)
     try:
-        client = Client(f"http://127.0.0.1:{cfg.port}/", verbose=False)
+        client = Client(url, verbose=False)
         status, timeline, rows, player, meta, *_ = client.predict(
             handle_file(str(SAMPLE_VIDEO)), ["pose", "graph"], api_name="/analyze")
         assert "done:" in status and "review queue" in status

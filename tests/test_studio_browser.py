@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import free_port, screenshot
+from tests.conftest import launch_studio, screenshot
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 ANALYSIS_TIMEOUT_MS = 600_000
@@ -15,14 +15,8 @@ ANALYSIS_TIMEOUT_MS = 600_000
 
 @pytest.fixture(scope="module")
 def studio(tmp_path_factory):
-    from ui.config import AppConfig
-    from ui.layout import build_demo, launch_kwargs
-
-    tmp = tmp_path_factory.mktemp("studio")
-    cfg = AppConfig(port=free_port(), db_path=tmp / "a.sqlite", work_dir=tmp / "work")
-    demo = build_demo(cfg)
-    demo.queue().launch(**launch_kwargs(cfg), prevent_thread_lock=True, quiet=True)
-    yield f"http://127.0.0.1:{cfg.port}/"
+    url, demo, _ = launch_studio(tmp_path_factory.mktemp("studio"))
+    yield url
     demo.close()
 
 

@@ -1,0 +1,118 @@
+"""The bootstrap functions end to end on real composed clips with a tiny model: compose, perceive, write
+instructions, train (threat-only warm-up + the `python -m uprm train` command), ship in float16, load,
+score, tune the threshold, evaluate. Plus the pure pieces on their own."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from uprm import bootstrap as bs
+from uprm.training.data import load_conversations
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "assets" / "sample_vtest_30s.mp4"
+
+
+def _set(tmp_path: Path, segments: list[tuple[tuple[float, float], ...]]) -> bs.ComposedSet:
+    clips = [bs.ClipRecord(f"v{i}", str(tmp_path / f"v{i}.mp4"), 10.0, 10.0, "x.mp4", 0.0, i, segs,
+                           tuple("fall" for _ in segs), tuple(f"The threat is attributed to event {j}." for j in range(len(segs))),
+                           ()) for i, segs in enumerate(segments)]
+    return bs.ComposedSet("unit", tmp_path, 0, clips)
+
+
+def _scored(video_id: str, prob: list[float]) -> bs.Scored:
+    t = np.arange(len(prob)) * 0.5 + 0.25
+    return bs.Scored(video_id, len(prob) * 0.5, 0.5, t, np.asarray(prob, float), np.full((len(prob), 4), 0.25))
+
+
+def test_instructions_hold_the_three_turns_and_the_ground_truth_segments(tmp_path):
+    composed = _set(tmp_path, [((2.0, 4.5), (6.0, 8.0)), ()])
+    path = bs.write_instructions(composed, tmp_path / "instr.json")
+    examples = load_conversations(path)  # the trainer's own reader
+    kinds = [(e.video_id, e.kind) for e in examples]
+    assert kinds == [("v0", "identify"), ("v0", "locate"), ("v0", "attribute"), ("v1", "identify"), ("v1", "locate")]
+    assert examples[0].threat_intervals_s == ((2.0, 4.5), (6.0, 8.0))
+    assert examples[1].answer == "The threat occurs between 2.0s and 4.5s, and between 6.0s and 8.0s"
+    assert examples[2].answer == "The threat is attributed to event 0; event 1."
+    assert examples[3].threat_intervals_s == () and examples[3].answer.startswith("No")
+
+
+def test_detection_scores_threshold_tuning_and_false_alarms(tmp_path):
+    composed = _set(tmp_path, [((2.0, 4.0),), ()])
+    # v0: a threat at 2-4 s scored 0.7; v1: a harmless bump scored 0.45
+    p0 = [0.1] * 4 + [0.7] * 4 + [0.1] * 12
+    p1 = [0.1] * 8 + [0.45] * 4 + [0.1] * 8
+    scored = [_scored("v0", p0), _scored("v1", p1)]
+    perfect = bs.detection_scores(composed, scored, 0.5)
+    assert perfect["fnr"] == 0 and perfect["map"]["0.5"] == pytest.approx(1.0) and perfect["n_pred"] == 1
+    low = bs.detection_scores(composed, scored, 0.4)
+    assert low["n_pred"] == 2 and low["precision"] < 1
+    best, table = bs.tune_threshold(composed, scored, candidates=(0.4, 0.5, 0.6, 0.8))
+    assert best == 0.6 and len(table) == 4  # ties go to the higher threshold; 0.8 misses the threat
+    fa = bs.false_alarms([scored[1]], 0.4)
+    assert fa["n_false_alarms"] == 1 and fa["per_hour"] == pytest.approx(3600 / 10)
+    assert bs.false_alarms([scored[1]], 0.5)["n_false_alarms"] == 0
+    assert bs.gate_balance(scored) == {"R_hpe": 0.25, "R_ore": 0.25, "R_vbe": 0.25, "coarse_share": 0.25}
+
+
+def test_bad_input_is_a_clear_error(tmp_path):
+    with pytest.raises(bs.BootstrapError, match="does not exist"):
+        bs.compose_set("x", [bs.SourceWindow(str(tmp_path / "missing.mp4"))], 1, 0, tmp_path)
+    with pytest.raises(bs.BootstrapError, match="clip_s_range"):
+        bs.compose_set("x", [bs.SourceWindow(str(SAMPLE))], 1, 0, tmp_path, clip_s_range=(3.0, 4.0))
+    with pytest.raises(bs.BootstrapError, match="manifest"):
+        bs.load_set(tmp_path)
+    with pytest.raises(bs.BootstrapError, match="train_log"):
+        bs.loss_summary(tmp_path)
+
+
+@pytest.mark.slow
+def test_bootstrap_end_to_end_on_short_composed_clips_with_a_tiny_model(tmp_path):
+    if not SAMPLE.is_file():
+        pytest.skip(f"{SAMPLE} is absent (python assets/make_sample.py)")
+    from uprm.model import build_model
+    from uprm.perception import BACKGROUND_DIM, COARSE_DIM
+
+    composed = bs.compose_set("e2e", [bs.SourceWindow(str(SAMPLE), 0.0, 30.0)], 2, 7, tmp_path / "set", (6.0, 6.5))
+    assert [c.video_id for c in composed.clips] == ["e2e_s7_000", "e2e_s7_001"]
+    again = bs.compose_set("e2e", [bs.SourceWindow(str(SAMPLE), 0.0, 30.0)], 2, 7, tmp_path / "set", (6.0, 6.5))
+    assert again.clips == composed.clips  # deterministic by seed (and reused from disk)
+    assert bs.load_set(tmp_path / "set").clips == composed.clips
+    gt = json.loads(composed.gt_path.read_text())["database"]
+    assert set(gt) == {"e2e_s7_000", "e2e_s7_001"}
+
+    # default settings and cache, as the trainer reads them (the clips are deterministic: cached next time)
+    ev, seconds = bs.perceive_set(composed)
+    assert len(ev) == 2 and seconds > 0
+    data = bs.write_instructions(composed, tmp_path / "set" / "instructions.json")
+
+    # a tiny model sized for the real perception vectors (its random LM needs no download)
+    init = tmp_path / "init"
+    build_model("tiny", d_bg=BACKGROUND_DIM, d_coarse=COARSE_DIM).save_pretrained(init)
+    warm = bs.train_threat_only(init, composed, tmp_path / "warm", bs.TrainRecipe(lr=1e-3, epochs=3, batch_size=2))
+    assert warm.log["steps"] == 3 and warm.log["last"]["loss_ce"] is None
+    run = bs.run_training(bs.TrainRecipe(lr=1e-3, max_steps=2, batch_size=2), [data], tmp_path / "run",
+                          init=warm.out_dir)
+    assert run.log["steps"] == 2 and run.log["first"]["loss_ce"] is not None
+    assert run.argv[:5] == ["python", "-m", "uprm", "train", "--stage"]
+    assert bs.run_training(bs.TrainRecipe(lr=1e-3, max_steps=2, batch_size=2), [data], tmp_path / "run",
+                           init=warm.out_dir, reuse=True).elapsed_s == pytest.approx(run.elapsed_s, abs=1e-3)
+
+    files = bs.ship_checkpoint(run.out_dir, tmp_path / "ship", "tiny-bootstrap-test")
+    assert set(files) == {"config.json", "uprm.safetensors", "lora_adapter/adapter_config.json",
+                          "lora_adapter/adapter_model.safetensors"}
+    model = build_model(str(tmp_path / "ship"))
+    assert model.model_id == "tiny-bootstrap-test"
+    scored = [bs.score_video(model, ev[c.path], c.video_id) for c in composed.clips]
+    assert all(s.prob.shape == s.times_s.shape and s.gates.shape == (len(s.prob), 4) for s in scored)
+    g = scored[0].gates  # R_hpe, R_ore, R_vbe, 1 - G with G = max R
+    np.testing.assert_allclose(g[:, 3], 1 - g[:, :3].max(-1), atol=1e-5)
+    threshold, table = bs.tune_threshold(composed, scored)
+    row = bs.detection_scores(composed, scored, threshold)
+    assert set(row) >= {"fnr", "f2", "map", "map_avg"} and set(row["map"]) == {"0.1", "0.3", "0.5"}
+    pairs = bs.cause_pairs(model, composed, ev, {s.video_id: s for s in scored}, 0.0, max_new_tokens=4)
+    assert len(pairs) == sum(len(c.segments_s) for c in composed.clips)
+    assert all(p["reference"].startswith("The threat is attributed to") for p in pairs)

@@ -1,0 +1,147 @@
+"""The correction loop end to end on real clips cut from vtest.avi (perception: detector, pose,
+tracker, scene graph), with a real annotation store; and stage-1 instructions from that evidence."""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from uprm.training import (
+    PerceptionFeatures, TrainingCancelled, TrainingDataError, list_versions, run_correction_loop,
+)
+from uprm.training.registry import Registry
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+CLIP_STARTS = (0, 150, 300, 450)  # frames of vtest (10 fps): four 3-second clips
+LOOP_ARGS = dict(base="tiny", heldout_fraction=0.5, batch_size=2, epochs=3, lr=1e-3, num_threads=1)
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory) -> list[Path]:
+    vtest = SHARED / "media" / "vtest.avi"
+    if not vtest.is_file():
+        pytest.skip(f"{vtest} is absent (the shared folder sits beside the repository)")
+    from uprm.video import iter_frames, write_h264
+
+    frames: dict[int, list] = {s: [] for s in CLIP_STARTS}
+    for f in iter_frames(vtest):
+        for s in CLIP_STARTS:
+            if s <= f.frame_index < s + 30:
+                frames[s].append(f.rgb(max_side=384))
+        if f.frame_index >= max(CLIP_STARTS) + 30:
+            break
+    out = tmp_path_factory.mktemp("clips")
+    return [write_h264(fr, out / f"vtest_{s:03d}.mp4", 10.0) for s, fr in frames.items()]
+
+
+@pytest.fixture(scope="module")
+def perception(tmp_path_factory):
+    from uprm.perception import PerceptionSettings
+
+    return PerceptionSettings(layers={"pose", "relations"}), tmp_path_factory.mktemp("evidence")
+
+
+def _store(path: Path, clips: list[Path]):
+    from annotations import Store
+    from uprm.video import probe
+
+    store = Store(path)
+    for i, clip in enumerate(clips):
+        vid = store.add_video(probe(clip))
+        if i % 2 == 0:  # corrections: a threat the model missed in every other clip
+            store.add_segment(vid, 1.0, 2.5, "alice", cause="a person runs into the crowd")
+        store.mark_reviewed(vid, "alice")
+    return store
+
+
+@pytest.mark.slow
+def test_the_loop_registers_a_version_with_before_and_after_scores(tmp_path, clips, perception):
+    from uprm.model import build_model
+    from uprm.training.loop import predict_segments
+
+    settings, cache = perception
+    store = _store(tmp_path / "annotations.db", clips)
+    seen: list[tuple[str, float]] = []
+    v1 = run_correction_loop(store, tmp_path / "models", progress=lambda s, f: seen.append((s, f)),
+                             perception_settings=settings, cache_dir=cache, **LOOP_ARGS)
+    assert [v.version_id for v in list_versions(tmp_path / "models")] == ["v0001"]
+    assert v1.parent == "tiny" and v1.base == "tiny"
+    names = {p.stem for p in clips}
+    assert set(v1.data.train_videos) | set(v1.data.heldout_videos) == names
+    assert not set(v1.data.train_videos) & set(v1.data.heldout_videos)
+    assert v1.data.heldout_segments == 1 and v1.data.train_segments == 1  # stratified: a threat on each side
+    assert v1.data.train_examples == 5  # 2 turns per clip, 3 with the cause
+    for scores in (v1.before, v1.after):
+        assert scores.n_videos == 2 and scores.n_gt == 1
+        assert set(scores.map_at) == {"0.1", "0.3", "0.5"} and scores.average_map is not None
+        assert scores.fnr is not None and scores.f2 is not None
+        assert set(scores.per_video) == set(v1.data.heldout_videos)
+    assert v1.train["steps"] == 9 and v1.train["final"]["loss"] > 0
+    fractions = [f for _, f in seen]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert [s for s, _ in seen][-1] == "register"
+
+    # the registered checkpoint is the model that was scored
+    model = build_model(v1.checkpoint)
+    feats = PerceptionFeatures(model.config, settings, cache)
+    for vid, detail in v1.after.per_video.items():
+        segs, _ = predict_segments(model, feats(vid, str(next(p for p in clips if p.stem == vid))), vid)
+        assert [[s.start_s, s.end_s, s.score] for s in segs] == detail["pred"]
+    assert not (Path(v1.checkpoint) / "checkpoints").exists()  # intermediate checkpoints are cleaned up
+
+    # a second round starts from the current version (or the preset when v1 was not promoted)
+    current = Registry(tmp_path / "models").current()
+    v2 = run_correction_loop(store, tmp_path / "models", perception_settings=settings, cache_dir=cache,
+                             promote="always", **{**LOOP_ARGS, "epochs": 1})
+    assert v2.version_id == "v0002" and v2.parent == (current.version_id if current else "tiny")
+    assert Registry(tmp_path / "models").current().version_id == "v0002"
+
+    # cancelled half-way through training: nothing registered, no folder left behind
+    cancel = threading.Event()
+
+    def stop_in_training(stage: str, fraction: float) -> None:
+        if stage == "train":
+            cancel.set()
+
+    with pytest.raises(TrainingCancelled):
+        run_correction_loop(store, tmp_path / "models", progress=stop_in_training, cancel=cancel,
+                            perception_settings=settings, cache_dir=cache, **LOOP_ARGS)
+    assert [v.version_id for v in list_versions(tmp_path / "models")] == ["v0001", "v0002"]
+    assert sorted(p.name for p in (tmp_path / "models" / "versions").iterdir()) == ["v0001", "v0002"]
+
+
+@pytest.mark.slow
+def test_the_loop_needs_two_reviewed_videos(tmp_path, clips, perception):
+    from annotations import Store
+    from uprm.video import probe
+
+    store = Store(tmp_path / "a.db")
+    vid = store.add_video(probe(clips[0]))
+    store.mark_reviewed(vid, "alice")
+    store.add_video(probe(clips[1]))  # not reviewed: not exported
+    with pytest.raises(TrainingDataError, match="review at least 2"):
+        run_correction_loop(store, tmp_path / "models", base="tiny", perception_settings=perception[0],
+                            cache_dir=perception[1])
+    assert list_versions(tmp_path / "models") == []
+
+
+@pytest.mark.slow
+def test_stage1_instructions_from_real_evidence(clips, perception):
+    from uprm.perception import perceive
+    from uprm.training.stage1 import evidence_instructions
+
+    settings, cache = perception
+    evidence = perceive(clips[1], settings, cache_dir=cache)
+    examples = evidence_instructions(evidence)
+    kinds = [ex.kind for ex in examples]
+    assert kinds.count("background") == 1 and 1 <= kinds.count("region") <= 3
+    region = next(ex for ex in examples if ex.kind == "region")
+    assert region.question.startswith("Analyze the designated area [") and "and the actions depicted in the video" in region.question
+    assert region.answer.startswith("A person ") and "s to " in region.answer  # what vtest holds: pedestrians
+    background = next(ex for ex in examples if ex.kind == "background")
+    people = round(sum(int(f.is_person.sum()) for f in evidence.frames) / len(evidence.frames))
+    assert f"about {people} people" in background.answer or people < 2
+    motions = [ex for ex in examples if ex.kind == "motion"]
+    assert all(("upright" in ex.answer or "bending" in ex.answer or "lying" in ex.answer) for ex in motions)
+    assert all(ex.video_path == str(clips[1]) and ex.threat_intervals_s is None for ex in examples)
