@@ -106,3 +106,12 @@ def test_categories_follow_the_evidence(predicates, tracks, fight, duration, exp
     ev = SegmentEvidence([0], tracks, ["x"], predicates, {}, {"hpe": 1.0, "ore": 0, "vbe": 0, "coarse": 0},
                          "hpe", fight, [])
     assert category_from_evidence(ev, duration) == expected
+
+
+def test_alpha_figure_groups_mean_gates_by_alpha():
+    from uprm.plots import alpha_figure
+
+    fig = alpha_figure({0.0: [[0.8, 0.1, 0.1, 0.2]] * 3, 0.8: [[0.4, 0.3, 0.3, 0.6], [0.2, 0.5, 0.3, 0.5]]})
+    hpe = next(t for t in fig.data if t.name == "R human pose")
+    assert list(hpe.x) == ["alpha = 0", "alpha = 0.8"] and list(hpe.y) == pytest.approx([0.8, 0.3])
+    assert len(fig.data) == 4

@@ -271,3 +271,28 @@ def formula_at(session: StudioSession, time_s: float, label: str) -> str:
         return "Analyse a video to see the router's numbers."
     step = min(range(len(a.times_s)), key=lambda i: abs(a.times_s[i] - time_s)) if a.times_s else 0
     return router_formula(a, step)
+
+
+def alpha_view(services: Services, session: StudioSession):
+    """Gate weights of the variants trained at several alpha values on the session's video."""
+    from uprm.analysis import run_model
+    from uprm.plots import alpha_figure
+
+    if session.evidence is None:
+        return None, status("Analyse a video first to compare the alpha variants on it.", ok=False)
+    try:
+        variants = services.alpha_variants()
+        if not variants:
+            return None, status("No alpha variants are installed (assets/alpha_variants/): rebuild them with "
+                                 "`python assets/build_default_model.py --alpha-variants`.", ok=False)
+        gates = {}
+        with services.model_lock:
+            for alpha, model in variants.items():
+                _, _, g = run_model(model, session.evidence)
+                gates[alpha] = g.tolist()
+        note = (f"Router variants trained with L = L_ce + alpha * L_z at alpha = "
+                f"{', '.join(f'{a:g}' for a in sorted(gates))} on the same composed training data, run on "
+                "this video. alpha only acts during training, so each bar group is a separately trained model.")
+        return alpha_figure(gates), status(note)
+    except Exception as exc:
+        return None, status(friendly(exc), ok=False)

@@ -78,6 +78,12 @@ def build_demo(cfg: AppConfig, services: Services | None = None) -> gr.Blocks:
                                       elem_id="step_time")
                 formula = gr.Markdown(latex_delimiters=[{"left": "$$", "right": "$$", "display": True}],
                                       elem_id="formula")
+                gr.Markdown("### The trade-off loss weight alpha\nalpha weighs L_z in the training loss "
+                            "(L = L_ce + alpha L_z), so it changes nothing at inference. This compares router "
+                            "variants actually trained at several alpha values, on the analysed video.")
+                alpha_btn = gr.Button("Compare trained alpha variants", elem_id="alpha_btn")
+                alpha_note = gr.Markdown(elem_id="alpha_note")
+                alpha_plot = gr.Plot(elem_id="alpha_plot")
 
             with gr.Tab("Review", id="review"):
                 review_state = gr.State(rv.ReviewState())
@@ -209,6 +215,7 @@ def build_demo(cfg: AppConfig, services: Services | None = None) -> gr.Blocks:
         ablation.change(bind(cb.compare_ablation, services), inputs=[ablation, session],
                         outputs=[teach_plot, teach_note, session]).then(
             cb.formula_at, inputs=[session, step_time, ablation], outputs=[formula])
+        alpha_btn.click(bind(cb.alpha_view, services), inputs=[session], outputs=[alpha_plot, alpha_note])
         step_time.change(cb.formula_at, inputs=[session, step_time, ablation], outputs=[formula])
     return demo
 

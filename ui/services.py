@@ -41,6 +41,23 @@ class Services:
     model_lock: threading.RLock = field(default_factory=threading.RLock)
     _load_lock: threading.Lock = field(default_factory=threading.Lock)
     job: TrainingJob | None = None
+    _variants: dict = field(default_factory=dict)  # alpha -> model trained with that L_z weight
+
+    def alpha_variants(self) -> dict[float, object]:
+        """Router variants trained at several alpha values (assets/alpha_variants/alpha_<a>/), loaded once."""
+        from ui.config import ASSETS
+
+        root = ASSETS / "alpha_variants"
+        with self._load_lock:
+            if not self._variants and root.is_dir():
+                from uprm.model import build_model
+
+                for folder in sorted(root.glob("alpha_*")):
+                    alpha = float(folder.name.removeprefix("alpha_"))
+                    model = build_model(folder)
+                    model.eval()
+                    self._variants[alpha] = model
+            return dict(self._variants)
 
     @property
     def models_root(self) -> Path:

@@ -100,3 +100,18 @@ def router_formula(analysis: Analysis, step: int) -> str:
                 f"(1 - {g:.3f})\\,E_g = \\ldots + {coarse:.3f}\\,E_g$$")
     return (f"**t = {t:.1f}s** (step {step}), basic MoE (w/o PTR): plain softmax over all four experts\n\n"
             f"$$z = {r_hpe:.3f}\\,E_{{hpe}} + {r_ore:.3f}\\,E_{{ore}} + {r_vbe:.3f}\\,E_{{vbe}} + {coarse:.3f}\\,E_g$$")
+
+
+def alpha_figure(gates_by_alpha: dict[float, list[list[float]]]) -> go.Figure:
+    """Mean gate weight of each expert over a video, one bar group per trained alpha (L_z weight)."""
+    fig = go.Figure()
+    for k, name in enumerate(EXPERTS):
+        label = f"R {EXPERT_NAMES[name]}" if name != "coarse" else "1-G coarse share"
+        alphas = sorted(gates_by_alpha)
+        means = [sum(g[k] for g in gates_by_alpha[a]) / max(len(gates_by_alpha[a]), 1) for a in alphas]
+        fig.add_trace(go.Bar(x=[f"alpha = {a:g}" for a in alphas], y=means, name=label,
+                             marker_color=EXPERT_COLOURS[name],
+                             hovertemplate=f"{label}: %{{y:.3f}}<extra></extra>"))
+    fig.update_layout(barmode="group", height=320, margin=dict(l=40, r=10, t=30, b=30),
+                      yaxis_title="mean weight over the video", legend=dict(orientation="h", y=-0.2))
+    return fig
