@@ -81,7 +81,8 @@ def test_step_targets_are_overlap_fractions_of_centred_steps():
 def test_extra_segments_key_and_unknown_intervals():
     entries = [
         {"id": "a", "video": "a.mp4", "segments": [[1, 2], {"start_s": 4, "end_s": 5}],
-         "conversations": [{"from": "human", "value": "<video>\nWhat happens?"}, {"from": "gpt", "value": "People walk."}]},
+         "conversations": [{"from": "human", "value": "<video>\nWhat happens?"},
+                           {"from": "gpt", "value": "People walk."}]},
         {"id": "b", "video": "/abs/b.mp4",
          "conversations": [{"from": "human", "value": "<video>\nDescribe it"}, {"from": "gpt", "value": "A street."}]},
         {"id": "c", "video": "c.mp4",

@@ -34,8 +34,10 @@ def _toy_conversations(config, n_videos: int = 6, num_steps: int = 8):
         x = random_expert_inputs(config, 1, num_steps, seed=i)
         feats[f"v{i}"] = x
         iv = ((1.0, 2.5),) if i % 2 else ()
-        examples += [TrainingExample(f"v{i}", "", IDENTIFY, identify_answer(bool(iv)), kind="identify", threat_intervals_s=iv),
-                     TrainingExample(f"v{i}", "", LOCATE, locate_answer(list(iv)), kind="locate", threat_intervals_s=iv)]
+        examples += [TrainingExample(f"v{i}", "", IDENTIFY, identify_answer(bool(iv)), kind="identify",
+                                     threat_intervals_s=iv),
+                     TrainingExample(f"v{i}", "", LOCATE, locate_answer(list(iv)), kind="locate",
+                                     threat_intervals_s=iv)]
     return feats, examples
 
 

@@ -1,0 +1,292 @@
+"""The correction loop: reviewed corrections -> instruction data -> fine-tune -> held-out scores -> new version.
+
+    version = run_correction_loop(store, "models/", progress=lambda stage, f: ..., cancel=event)
+    version.before.average_map, version.after.average_map, version.checkpoint   # build_model(checkpoint)
+
+Made for the studio's background thread: progress(stage, fraction) reports an overall fraction in
+[0, 1]; ``cancel`` (a threading.Event or a callable) stops the run between steps, removes the half-made
+version folder and raises TrainingCancelled. Nothing is registered unless the whole run succeeds.
+
+Steps: export the store's reviewed videos as LLaVA conversations (``annotations.formats.export``); split
+train / held-out by video (seeded, stratified threat / no threat); start from ``parent`` (a version id),
+else the registry's current version, else ``base`` (a preset such as "small", or a checkpoint folder);
+score it on the held-out videos; fine-tune on the train videos; score again; register. Scores are the
+paper's: frame-level FNR and F2, class-agnostic mAP at tIoU 0.1 / 0.3 / 0.5 and their average, with the
+segments read off the per-step threat probabilities exactly as ``uprm.analysis`` does
+(``segments_from_scores`` with the analysis defaults); ROUGE-L and BLEU of generated causes optionally.
+"""
+from __future__ import annotations
+
+import math
+import shutil
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from uprm.training.data import load_conversations, split_by_video, threat_only_examples, video_intervals
+from uprm.training.errors import TrainingCancelled, TrainingDataError
+from uprm.training.features import FeatureSource, VideoFeatures
+from uprm.training.registry import DataSummary, EvalScores, ModelVersion, Registry, now_iso
+from uprm.training.trainer import CHECKPOINTS, TrainSettings, _is_cancelled, example_inputs, train
+
+# The paper's lr 2e-5 is for a 7B model over 25k examples; a few corrected videos give a few steps, so the
+# loop takes 1e-4 (one epoch, as the paper). Batch 8 as 4 micro-batches of 2: the same optimisation as the
+# paper's batch with about half the peak memory of the small model on a CPU (4.8 GB at 8 in one forward).
+# Any TrainSettings field passed to run_correction_loop wins.
+LOOP_TRAIN_DEFAULTS: dict[str, Any] = {"stage": 2, "epochs": 1, "lr": 1e-4, "grad_accum": 4, "show_progress": False,
+                                       "checkpoint_every": 10_000, "keep_checkpoints": 1}
+PROMOTE = ("always", "if_better", "never")
+OBJECTIVES = ("instructions", "threat")
+_STAGES = {"export": (0.0, 0.05), "features": (0.05, 0.40), "before": (0.40, 0.45), "train": (0.45, 0.90),
+           "after": (0.90, 0.98), "register": (0.98, 1.0)}
+
+
+def _scale(progress: Callable[[str, float], None] | None, stage: str) -> Callable[[float], None]:
+    lo, hi = _STAGES[stage]
+    if progress is None:
+        return lambda f: None
+    return lambda f: progress(stage, lo + (hi - lo) * min(max(f, 0.0), 1.0))
+
+
+# ------------------------------------------------------------------------------------------- scoring
+
+
+def predict_segments(model, feats: VideoFeatures, video_id: str, threshold: float = 0.5,
+                     min_segment_s: float = 1.0, merge_gap_s: float = 1.0):
+    """(segments with scores, per-step probabilities) of one video, as the analysis pipeline reads them."""
+    import numpy as np
+    import torch
+
+    from uprm.analysis import segments_from_scores
+    from uprm.segments import Segment
+
+    x = feats.inputs.to(model.device)
+    with torch.no_grad():
+        out = model(x)
+    keep = x.step_mask[0]
+    prob = out.threat_prob[0][keep].float().cpu().numpy()
+    times = x.times_s[0][keep].float().cpu().numpy().astype(np.float64)
+    step_s = feats.step_s
+    segs = []
+    for first, last in segments_from_scores(times, prob, step_s, threshold, min_segment_s, merge_gap_s):
+        start = max(0.0, float(times[first]) - step_s / 2)
+        end = min(feats.duration_s, float(times[last]) + step_s / 2)
+        segs.append(Segment(video_id, round(start, 3), round(end, 3), "threat",
+                            round(float(prob[first:last + 1].max()), 4)))
+    return segs, prob
+
+
+def evaluate_videos(model, videos: Sequence[tuple[str, str]], gt: Mapping[str, Sequence[tuple[float, float]]],
+                    features: FeatureSource, threshold: float = 0.5, tious: Sequence[float] = (0.1, 0.3, 0.5),
+                    causes: Mapping[str, str] | None = None, frame_fps: float | None = None) -> EvalScores:
+    """Identify / locate scores of ``model`` on ``videos`` ((video_id, path) pairs) against ``gt`` intervals.
+
+    causes: video_id -> reference attribute answer; when given, the model explains each such video's
+    threat span and ROUGE-L / BLEU are computed (slow with a real LM: one generation per video).
+    frame_fps: frame grid of FNR / F2 (default: the videos' own rate when they agree, else 30).
+    """
+    from uprm import metrics
+    from uprm.segments import Segment
+
+    was_training = model.training
+    model.eval()
+    try:
+        gt_segs, pred_segs, durations, per_video, rates = [], [], {}, {}, set()
+        refs, hyps = [], []
+        for vid, path in videos:
+            feats = features(vid, path)
+            preds, _ = predict_segments(model, feats, vid, threshold)
+            intervals = list(gt.get(vid) or ())
+            gt_segs += [Segment(vid, s, e) for s, e in intervals]
+            pred_segs += preds
+            durations[vid] = feats.duration_s
+            if feats.evidence is not None:
+                rates.add(round(float(feats.evidence.video.fps), 6))
+            per_video[vid] = {"gt": [[s, e] for s, e in intervals],
+                              "pred": [[p.start_s, p.end_s, p.score] for p in preds]}
+            if causes and causes.get(vid) and intervals:
+                refs.append(causes[vid])
+                hyps.append(_explain(model, feats, vid, path, intervals))
+        fps = frame_fps or (rates.pop() if len(rates) == 1 else 30.0)
+        fl = metrics.frame_level(gt_segs, pred_segs, durations, fps=fps)
+        if gt_segs:
+            det = metrics.temporal_map(gt_segs, pred_segs, tious, class_agnostic=True)
+            map_at = {str(t): det.map_at[t] for t in det.tiou_thresholds}
+            average = det.average_map
+        else:
+            map_at, average = {str(float(t)): None for t in tious}, None
+        rouge = metrics.rouge_l(refs, hyps) if refs else None
+        bleu = metrics.bleu(refs, hyps) if refs else None
+    finally:
+        model.train(was_training)
+
+    def clean(v):
+        return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
+
+    return EvalScores(n_videos=len(videos), fnr=clean(fl.fnr), f2=clean(fl.f2), precision=clean(fl.precision),
+                      recall=clean(fl.recall), map_at={k: clean(v) for k, v in map_at.items()},
+                      average_map=clean(average), n_gt=len(gt_segs), n_pred=len(pred_segs), threshold=threshold,
+                      rouge_l=rouge, bleu=bleu, per_video=per_video)
+
+
+def _explain(model, feats: VideoFeatures, vid: str, path: str, intervals) -> str:
+    from uprm.instructions import ATTRIBUTE
+    from uprm.training.data import TrainingExample
+
+    span = (min(s for s, _ in intervals), max(e for _, e in intervals))
+    x, _ = example_inputs(TrainingExample(vid, path, None, None, span_s=span), feats)
+    return str(model.answer(x, ATTRIBUTE, max_new_tokens=48))
+
+
+def _better(after: EvalScores, before: EvalScores) -> bool:
+    def key(s: EvalScores) -> tuple[float, float]:
+        return (s.average_map if s.average_map is not None else -1.0, s.f2 if s.f2 is not None else -1.0)
+
+    return key(after) >= key(before)
+
+
+# ------------------------------------------------------------------------------------------- the loop
+
+
+def run_correction_loop(store, models_root: str | Path, base: str = "small",
+                        progress: Callable[[str, float], None] | None = None, cancel=None, *,
+                        parent: str | None = None, heldout_fraction: float = 0.25, split_seed: int = 0,
+                        features: FeatureSource | None = None, perception_settings=None,
+                        cache_dir: str | Path | None = None, threshold: float = 0.5, text_metrics: bool = False,
+                        promote: str = "if_better", objective: str = "instructions", notes: str = "",
+                        **train_overrides: Any) -> ModelVersion:
+    """Fine-tune on the store's reviewed corrections and register the result as a new model version.
+
+    train_overrides: TrainSettings fields (lr, epochs, batch_size, grad_accum, alpha, max_steps, seed,
+    ablation, num_threads, ...) over LOOP_TRAIN_DEFAULTS. promote: "if_better" makes the new version
+    current when its held-out (average mAP, F2) is at least the parent's; "always"; "never".
+    objective: "instructions" trains on the exported conversations (L_ce + alpha L_z + threat BCE, the
+    paper's stage 2); "threat" trains only what the identify / locate scores read (per-step threat BCE +
+    alpha L_z, one example per video, no language model pass): much faster on a CPU, but the LoRA
+    adapter and the explanations do not learn.
+    """
+    from annotations.formats import export
+
+    from uprm.model import build_model
+
+    if promote not in PROMOTE:
+        raise TrainingDataError(f"promote must be one of {PROMOTE}, got {promote!r}")
+    if objective not in OBJECTIVES:
+        raise TrainingDataError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+    unknown = sorted(set(train_overrides) - set(TrainSettings.__dataclass_fields__))
+    if unknown:
+        raise TrainingDataError(f"unknown training setting(s) {unknown}; "
+                                f"known: {sorted(TrainSettings.__dataclass_fields__)}")
+    merged = {**LOOP_TRAIN_DEFAULTS, **train_overrides}
+    if "grad_accum" not in train_overrides:  # the default split must divide a batch size the caller chose
+        batch = int(merged.get("batch_size", TrainSettings.batch_size))
+        merged["grad_accum"] = math.gcd(batch, LOOP_TRAIN_DEFAULTS["grad_accum"])
+    settings = TrainSettings(**merged)
+    registry = Registry(models_root)
+    if parent is not None:
+        start = registry.get(parent)
+    else:
+        start = registry.current()
+    source = start.checkpoint if start else base
+    parent_label = start.version_id if start else str(base)
+    lineage = start.base if start else str(base)
+
+    version_id, folder = registry.reserve()
+    try:
+        def check(stage: str) -> None:
+            if _is_cancelled(cancel):
+                raise TrainingCancelled(stage)
+
+        # 1. export and split
+        _scale(progress, "export")(0.0)
+        exported = export(store, "llava", folder / "data", name="corrections")
+        if exported.videos < 2:
+            raise TrainingDataError(f"the store has {exported.videos} reviewed video(s): review at least 2 "
+                                    "(one to train on, one to check the result)")
+        examples = load_conversations(exported.paths[0])
+        skipped: list[str] = []
+        if features is None:  # dataset references imported without their files cannot be perceived
+            skipped = sorted({ex.video_id for ex in examples if not Path(ex.video_path).is_file()})
+            examples = [ex for ex in examples if ex.video_id not in set(skipped)]
+            if len({ex.video_id for ex in examples}) < 2:
+                have = len({ex.video_id for ex in examples})
+                raise TrainingDataError(f"only {have} reviewed video(s) have their file on this machine "
+                                        f"({len(skipped)} without, e.g. {skipped[:3]}): review at least 2 you have")
+        intervals = video_intervals(examples)
+        paths = {ex.video_id: ex.video_path for ex in examples}
+        positive = [v for v, iv in intervals.items() if iv]
+        train_ids, heldout_ids = split_by_video(intervals, heldout_fraction, split_seed, positive)
+        train_examples = [ex for ex in examples if ex.video_id in set(train_ids)]
+        if objective == "threat":
+            train_examples = threat_only_examples(train_examples)
+        causes = {ex.video_id: ex.answer for ex in examples if ex.kind == "attribute"} if text_metrics else None
+        _scale(progress, "export")(1.0)
+        check("export")
+
+        # 2. the parent model and every video's features (perception runs once per video, cached)
+        model = build_model(source)
+        if features is None:
+            from uprm.training.features import PerceptionFeatures
+
+            features = PerceptionFeatures(model.config, perception_settings, cache_dir)
+        say = _scale(progress, "features")
+        for i, vid in enumerate(sorted(intervals)):
+            check("features")
+            say(i / len(intervals))
+            features(vid, paths[vid])
+        say(1.0)
+
+        # 3. before, train, after
+        heldout = [(v, paths[v]) for v in heldout_ids]
+        gt = {v: intervals[v] or () for v in heldout_ids}
+        before = evaluate_videos(model, heldout, gt, features, threshold, causes=causes)
+        _scale(progress, "before")(1.0)
+        check("before")
+        say_train = _scale(progress, "train")
+        result = train(model, train_examples, folder, settings, features,
+                       progress=lambda stage, f: say_train(f) if stage == "train" else None, cancel=cancel,
+                       run_info={"loop": {"version_id": version_id, "parent": parent_label}})
+        after = evaluate_videos(model, heldout, gt, features, threshold, causes=causes)
+        _scale(progress, "after")(1.0)
+        check("after")
+
+        # 4. register
+        shutil.rmtree(folder / CHECKPOINTS, ignore_errors=True)  # the final model is saved beside them
+        last_correction = None
+        for v in store.videos():
+            hist = store.history(v.id)
+            if hist:
+                last_correction = max(last_correction or 0, hist[-1].id)
+        data = DataSummary(
+            train_videos=sorted(train_ids), heldout_videos=sorted(heldout_ids), train_examples=len(train_examples),
+            train_segments=sum(len(intervals[v] or ()) for v in train_ids),
+            heldout_segments=sum(len(intervals[v] or ()) for v in heldout_ids),
+            export_path=str(exported.paths[0]), store_path=str(getattr(store, "path", "")),
+            last_correction_id=last_correction, split_seed=split_seed, skipped_videos=skipped)
+        make_current = promote == "always" or (promote == "if_better" and _better(after, before))
+        version = ModelVersion(
+            version_id=version_id, parent=parent_label, created_at=now_iso(), checkpoint=str(folder),
+            base=lineage, data=data, before=before, after=after,
+            train={"steps": result.steps, "examples_seen": result.examples_seen,
+                   "elapsed_s": round(result.elapsed_s, 3),
+                   "final": result.final, "settings": settings.schedule_fields(), "objective": objective},
+            promoted=make_current, notes=notes)
+        registry.register(version, make_current=make_current)
+        _scale(progress, "register")(1.0)
+        return version
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+
+
+def load_version(models_root: str | Path, version_id: str | None = None):
+    """The model of ``version_id`` (default: the current version), ready for analysis."""
+    from uprm.model import build_model
+
+    registry = Registry(models_root)
+    version = registry.get(version_id) if version_id else registry.current()
+    if version is None:
+        raise TrainingDataError(f"{models_root} has no current model version yet: run the correction loop first")
+    model = build_model(version.checkpoint)
+    model.model_id = f"{version.version_id} ({Path(version.checkpoint).name})"
+    return model
