@@ -182,6 +182,10 @@ def to_llava(videos: list[ExportVideo]) -> list[dict[str, Any]]:
         entries.append({
             "id": ev.video.name, "video": ev.video.path or _file_name(ev.video, ".mp4"),
             "conversations": [{"from": who, "value": text} for who, text in turns],
+            # exact bounds beside the answers (which round to 0.1 s): what training reads first
+            "segments": [{"start_s": s.start_s, "end_s": s.end_s, "start_frame": s.start_frame,
+                          "end_frame": s.end_frame, "label": s.label, "cause": s.cause} for s in segs],
+            "fps": ev.video.fps, "duration_s": ev.video.duration_s,
         })
     return entries
 
@@ -457,6 +461,18 @@ def read_llava(path: Path) -> list[ImportedVideo]:
         name = entry.get("id") or _strip_video_suffix(Path(str(entry.get("video", ""))).name)
         if not name:
             raise AnnotationError(f"{path}: entry #{i} has neither 'id' nor 'video'")
+        if isinstance(entry.get("segments"), list):  # our own export: exact frames, labels and causes
+            try:
+                segments = [ImportedSegment(float(g["start_s"]), float(g["end_s"]), str(g.get("label") or "threat"),
+                                            str(g.get("cause") or ""), g.get("start_frame"), g.get("end_frame"))
+                            for g in entry["segments"]]
+            except (TypeError, KeyError, ValueError):
+                raise AnnotationError(f"{path}: entry #{i} 'segments' must be a list of "
+                                      "{start_s, end_s, start_frame, end_frame, label, cause}") from None
+            fps = entry.get("fps")
+            out.append(ImportedVideo(name=str(name), path=str(entry.get("video") or ""), segments=segments,
+                                     fps=float(fps) if fps else None, duration_s=entry.get("duration_s")))
+            continue
         out.append(ImportedVideo(
             name=str(name), path=str(entry.get("video") or ""),
             segments=[ImportedSegment(s, e, "threat", cause) for s, e in intervals]))

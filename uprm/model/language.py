@@ -320,7 +320,11 @@ def _with_lora(base: nn.Module, config: LMConfig) -> nn.Module:
     try:
         with warnings.catch_warnings():  # peft calls a transformers method deprecated in 5.x; nothing for us to do
             warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-            model = get_peft_model(base, lora)
+            # peft draws LoRA's A matrices from the global RNG: seed it so every process builds the same
+            # adapter (multi-process training and resume depend on it) without disturbing the caller's RNG
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(config.seed)
+                model = get_peft_model(base, lora)
     except ValueError as exc:
         raise ConfigError(f"LoRA target modules {config.lora_target_modules} matched nothing in the "
                           f"{config.kind} language model ({exc})") from None
