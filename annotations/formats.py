@@ -6,7 +6,10 @@ Formats (``FORMATS``):
   ``{"id", "video", "conversations": [{"from": "human"|"gpt", "value"}]}`` asking the paper's three
   instructions (``uprm.instructions``); ``"<video>\\n"`` opens the first human turn, as in
   Video-LLaVA's training data. Answers give times in seconds at 0.1 s; the attribute turn is
-  present when the video has a threat with a cause (several causes are joined with "; ").
+  present when the video has a threat with a cause (several causes are joined with "; "). Each entry
+  also carries the exact ``"segments"`` (seconds, frames, label, cause), ``"fps"`` and
+  ``"duration_s"``, which training and import read first; files from elsewhere fall back to parsing
+  the answers.
 * ``activitynet``: ActivityNet ground-truth JSON (``uprm.formats``), with the optional per-segment
   ``"cause"``.
 * ``ucf_crime``: UCF-Crime temporal txt (``uprm.formats``): frames at 30 fps, at most two segments
