@@ -55,7 +55,7 @@ def _analysis(with_segment=True):
                          {"lying": 4}, {"lying": 4}, {"hpe": 0.6, "ore": 0.2, "vbe": 0.2, "coarse": 0.4},
                          "hpe", 0.1, ["street"])
     segs = [ThreatSegment(22.0, 24.0, 0.9, "fall", "The threat is attributed to a fall.", ev)] if with_segment else []
-    return Analysis(INFO, "test", AnalysisSettings(), t, p, [[0.6, 0.2, 0.2, 0.4]] * 60, segs)
+    return Analysis(INFO, "test", AnalysisSettings(threshold=0.5), t, p, [[0.6, 0.2, 0.2, 0.4]] * 60, segs)
 
 
 def test_chat_grounding_cites_times_and_refuses_unsupported():

@@ -134,7 +134,7 @@ def run_analysis(services: Services, path: str | None, layers: list[str], sessio
                                     if services.cfg.sam2_checkpoint else None)
         last_yield = 0.0
         with services.model_lock:
-            updates = analyze_iter(path, model, settings, model_id=str(services.cfg.model))
+            updates = analyze_iter(path, model, settings)  # records model.model_id (the served version)
             for up in updates:
                 if progress is not None:
                     progress(up.fraction, desc=up.stage)
@@ -284,7 +284,7 @@ def alpha_view(services: Services, session: StudioSession):
         variants = services.alpha_variants()
         if not variants:
             return None, status("No alpha variants are installed (assets/alpha_variants/): rebuild them with "
-                                 "`python assets/build_default_model.py --alpha-variants`.", ok=False)
+                                 "`python assets/build_default_model.py`.", ok=False)
         gates = {}
         with services.model_lock:
             for alpha, model in variants.items():

@@ -27,7 +27,7 @@ Progress = Callable[[str, float], None]
 @dataclass(frozen=True)
 class AnalysisSettings:
     sample_fps: float = 2.0
-    threshold: float = 0.5  # per-step threat probability that opens a segment
+    threshold: float | None = None  # per-step threat probability that opens a segment (None: the model's own)
     min_segment_s: float = 1.0  # shorter runs are dropped as flicker
     merge_gap_s: float = 1.0  # runs closer than this are one segment
     explain: bool = True  # write a cause per segment with the language model
@@ -300,6 +300,8 @@ def analyze_iter(video: str | Path, model, settings: AnalysisSettings | None = N
 
 def _fuse_and_explain(model, evidence: VideoEvidence, settings: AnalysisSettings,
                       model_id: str | None) -> Iterator[AnalysisUpdate]:
+    if settings.threshold is None:  # the threshold tuned for this checkpoint, recorded in the Analysis
+        settings = replace(settings, threshold=float(model.config.threat_threshold))
     inputs, prob, gates = run_model(model, evidence)
     times = evidence.times_s
     step_s = 1.0 / evidence.sample_fps

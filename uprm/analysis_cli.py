@@ -25,7 +25,8 @@ def register(subparsers) -> None:
     p.add_argument("--pred", help="batch mode: write ActivityNet results JSON here")
     p.add_argument("--model", default="small", help="small (default), paper, or a checkpoint directory")
     p.add_argument("--fps", type=float, default=2.0, help="sampling rate in time steps per second (default 2)")
-    p.add_argument("--threshold", type=float, default=0.5, help="threat probability that opens a segment")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="threat probability that opens a segment (default: the one tuned for the model)")
     p.add_argument("--ablation", action="append", default=[],
                    choices=["no_hpe", "no_ore", "no_vbe", "no_upe", "no_ptr"], help="switch an expert off")
     p.add_argument("--no-explain", action="store_true", help="skip writing causes with the language model")

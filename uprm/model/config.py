@@ -145,6 +145,8 @@ class UPRMConfig:
     alpha: float = 0.05  # weight of L_z in L = L_ce + alpha * L_z
     threat_loss_weight: float = 1.0  # weight of the per-step threat BCE (when targets are given)
     seed: int = 0  # initialisation of UPRM's own modules
+    # per-step threat probability that opens a segment; tuned on training data for a shipped checkpoint
+    threat_threshold: float = 0.5
     ablation: Ablation = field(default_factory=Ablation)
     lm: LMConfig = field(default_factory=LMConfig)
 
@@ -164,6 +166,8 @@ class UPRMConfig:
             raise ConfigError(f"time_dim must be even (sin and cos pairs), got {self.time_dim}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        if not 0.0 < self.threat_threshold < 1.0:
+            raise ConfigError(f"threat_threshold must be in (0, 1), got {self.threat_threshold}")
         if self.alpha < 0 or self.threat_loss_weight < 0:
             raise ConfigError(f"alpha and threat_loss_weight must be >= 0, got {self.alpha}, "
                               f"{self.threat_loss_weight}")

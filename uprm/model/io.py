@@ -6,11 +6,18 @@ A checkpoint folder holds
     lora_adapter/        the peft LoRA adapter of the language model
 The base LM is not copied: it comes from where the config says (the SmolLM2 cache, a local folder,
 or, for random tiny LMs, the seed). Loading is strict: any missing, unexpected or mis-shaped tensor
-raises a CheckpointError naming it.
+raises a CheckpointError naming it. Tensors stored in float16 (to keep shipped checkpoints small) are
+cast to the model's float32 on load. ``lora_adapter`` may be a symlink to another checkpoint's adapter
+(the alpha variants share the bootstrap model's).
+
+The "small" preset is the shipped bootstrap checkpoint ``assets/uprm-small`` when it is there (its
+``model_id`` is the version recorded in its weights, e.g. "uprm-small-bootstrap-v1"); otherwise, and
+always for "small-untrained", the untrained small model, with a warning (model_id "small-untrained").
 """
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +28,28 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "uprm.safetensors"
 ADAPTER_DIR = "lora_adapter"
 PRESETS = ("small", "paper", "tiny")
+UNTRAINED_SMALL = "small-untrained"
+# the shipped default weights of "small" (assets/ sits beside the uprm/ package in the repository)
+SMALL_CHECKPOINT = Path(__file__).resolve().parents[2] / "assets" / "uprm-small"
+MODEL_ID_KEY = "model_id"  # safetensors metadata key naming a checkpoint's version
 
 
 def build_model(name_or_path: str | Path = "small", **overrides: Any):
-    """A ready model in eval mode: "small" (SmolLM2, CPU default), "paper" (Video-LLaVA 7B), "tiny"
-    (random tiny LM, for tests), or a checkpoint folder. Overrides replace config fields, e.g.
-    ``build_model("small", no_ptr=True)`` or ``build_model("paper", lm=LMConfig(...))``.
+    """A ready model in eval mode: "small" (SmolLM2, CPU default: the shipped bootstrap checkpoint when
+    present), "small-untrained", "paper" (Video-LLaVA 7B), "tiny" (random tiny LM, for tests), or a
+    checkpoint folder. Overrides replace config fields, e.g. ``build_model("small", no_ptr=True)`` or
+    ``build_model("paper", lm=LMConfig(...))``.
     """
+    if name_or_path == "small" and (SMALL_CHECKPOINT / CONFIG_FILE).is_file():
+        return load_model(SMALL_CHECKPOINT, **overrides)
+    if name_or_path in ("small", UNTRAINED_SMALL):
+        if name_or_path == "small":
+            warnings.warn(f"no trained small checkpoint at {SMALL_CHECKPOINT}: building the UNTRAINED small model "
+                          "(random experts, router and threat head; rebuild the checkpoint with "
+                          "assets/build_default_model.py)", UserWarning, stacklevel=2)
+        model = _assemble(UPRMConfig.small(**overrides))
+        model.model_id = UNTRAINED_SMALL
+        return model.eval()
     if isinstance(name_or_path, str) and name_or_path in PRESETS:
         config = getattr(UPRMConfig, name_or_path)(**overrides)
         model = _assemble(config)
@@ -35,7 +57,8 @@ def build_model(name_or_path: str | Path = "small", **overrides: Any):
         return model.eval()
     path = Path(name_or_path)
     if not (path / CONFIG_FILE).is_file():
-        raise ConfigError(f"{name_or_path!r} is neither a preset {PRESETS} nor a checkpoint folder with {CONFIG_FILE}")
+        raise ConfigError(f"{name_or_path!r} is neither a preset {PRESETS + (UNTRAINED_SMALL,)} nor a checkpoint "
+                          f"folder with {CONFIG_FILE}")
     return load_model(path, **overrides)
 
 
@@ -46,8 +69,12 @@ def _assemble(config: UPRMConfig):
     return UPRMModel(config, load_language_model(config.lm))
 
 
-def save_model(model, directory: str | Path) -> Path:
-    """Write config.json, uprm.safetensors and lora_adapter/ into ``directory`` (created if needed)."""
+def save_model(model, directory: str | Path, model_id: str | None = None) -> Path:
+    """Write config.json, uprm.safetensors and lora_adapter/ into ``directory`` (created if needed).
+
+    ``model_id`` (e.g. "uprm-small-bootstrap-v1") is recorded in the weights' metadata and becomes the
+    loaded model's ``model_id``; without it a loaded model is named by its folder.
+    """
     from safetensors.torch import save_file
 
     from uprm import __version__
@@ -56,13 +83,17 @@ def save_model(model, directory: str | Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     model.config.save(directory / CONFIG_FILE)
     state = {k: v.detach().cpu().contiguous() for k, v in model.uprm_state_dict().items()}
-    save_file(state, str(directory / WEIGHTS_FILE), metadata={"format": "pt", "uprm_version": __version__})
+    metadata = {"format": "pt", "uprm_version": __version__}
+    if model_id:
+        metadata[MODEL_ID_KEY] = model_id
+    save_file(state, str(directory / WEIGHTS_FILE), metadata=metadata)
     model.lm.model.save_pretrained(str(directory / ADAPTER_DIR))
     return directory
 
 
 def load_model(directory: str | Path, **overrides: Any):
     """Rebuild the model saved in ``directory`` (eval mode); overrides as in ``build_model``."""
+    from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
 
     directory = Path(directory)
@@ -73,12 +104,19 @@ def load_model(directory: str | Path, **overrides: Any):
     config = UPRMConfig.load(directory / CONFIG_FILE).with_overrides(**overrides)
     model = _assemble(config)
 
-    state = load_file(str(directory / WEIGHTS_FILE))
+    try:
+        state = load_file(str(directory / WEIGHTS_FILE))
+        with safe_open(str(directory / WEIGHTS_FILE), framework="pt") as fh:
+            metadata = fh.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"cannot read {directory / WEIGHTS_FILE} ({exc}): the file is damaged or not "
+                              "safetensors; rebuild or re-download the checkpoint") from None
     _check_keys(model.uprm_state_dict(), state, WEIGHTS_FILE, directory)
-    model.load_state_dict(state, strict=False)  # the LM's keys are not in this file; the check above is strict
+    # the LM's keys are not in this file (the check above is strict); copy_ casts float16 files to float32
+    model.load_state_dict(state, strict=False)
 
     _load_adapter(model, directory / ADAPTER_DIR)
-    model.model_id = str(directory)
+    model.model_id = metadata.get(MODEL_ID_KEY) or str(directory)
     return model.eval()
 
 
@@ -94,7 +132,7 @@ def _load_adapter(model, adapter_dir: Path) -> None:
             raise CheckpointError(f"{adapter_dir}: LoRA {key}={saved_cfg[key]} but the config says {want}")
     try:
         weights = load_peft_weights(str(adapter_dir), device="cpu")
-    except (OSError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001  safetensors / torch raise several kinds for a damaged file
         raise CheckpointError(f"cannot read the LoRA adapter in {adapter_dir}: {exc}") from None
     _check_keys(get_peft_model_state_dict(model.lm.model), weights, "LoRA adapter", adapter_dir)
     set_peft_model_state_dict(model.lm.model, weights)

@@ -1,0 +1,234 @@
+"""Regenerate every number in assets/MODEL_CARD.md: evaluate the shipped default checkpoint honestly.
+
+    python assets/build_default_model.py      # first (composes the sets, trains, ships the weights)
+    python assets/evaluate_default_model.py   # writes assets/default_model_eval.json and the card's results
+
+What it measures (all with the weights as shipped, float16 on disk):
+ - the analysis threshold, tuned on the TRAINING set only (max of (F2 + average mAP) / 2);
+ - held-out composed clips (other footage, other seeds): frame-level FNR and F2, class-agnostic mAP at
+   tIoU 0.1 / 0.3 / 0.5 and their average, ROUGE-L / BLEU / Sentence-BERT cosine of generated causes;
+ - real normal footage (vtest.avi in full, bikes.mp4, the 30 s sample; all threat-free): false alarms
+   (every predicted segment) per hour and per 10 minutes;
+ - the paper's ablation rows: w/o HPE, ORE, VBE, UPE as inference-time switches on the shipped weights
+   (threshold re-tuned per row on the training set); w/o PTR as a SEPARATELY TRAINED model (the
+   threat-only warm-up with no_ptr), compared with the full model's own warm-up (same recipe);
+ - the gate balance (mean R per expert and coarse share 1 - G on the held-out set) of the default and
+   of each alpha variant in assets/alpha_variants/.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import av  # noqa: F401  (before anything that may import decord)
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from uprm import bootstrap as bs  # noqa: E402
+
+MEDIA = ROOT.parent / "shared" / "media"
+NORMAL_FOOTAGE = [MEDIA / "vtest.avi", MEDIA / "bikes.mp4", ROOT / "assets" / "sample_vtest_30s.mp4"]
+CARD = ROOT / "assets" / "MODEL_CARD.md"
+RESULTS_JSON = ROOT / "assets" / "default_model_eval.json"
+VARIANTS = ROOT / "assets" / "alpha_variants"
+START, END = "<!-- results:start (written by assets/evaluate_default_model.py: do not edit by hand) -->", \
+    "<!-- results:end -->"
+
+
+def say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def work_dir() -> Path:
+    return Path(os.environ.get("UPRM_CACHE_DIR", Path.home() / ".cache" / "uprm")) / "bootstrap"
+
+
+def score_set(model, composed: bs.ComposedSet, evid: dict, ablation=()) -> list[bs.Scored]:
+    return [bs.score_video(model, evid[c.path], c.video_id, ablation) for c in composed.clips]
+
+
+def detection_row(model, train, test, ev_train, ev_test, ablation=()) -> dict:
+    threshold, _ = bs.tune_threshold(train, score_set(model, train, ev_train, ablation))
+    held = score_set(model, test, ev_test, ablation)
+    return {**bs.detection_scores(test, held, threshold), "gates": bs.gate_balance(held)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work", type=Path, default=work_dir(), help="folder the build script wrote (default %(default)s)")
+    parser.add_argument("--no-text", action="store_true", help="skip cause generation and text metrics")
+    args = parser.parse_args()
+    import torch
+
+    from uprm.model import build_model
+
+    torch.set_num_threads(2)
+    t0 = time.perf_counter()
+    train, test = bs.load_set(args.work / "train"), bs.load_set(args.work / "heldout")
+    build_report_path = args.work / "build_report.json"
+    build = json.loads(build_report_path.read_text()) if build_report_path.is_file() else {}
+    ev_train, _ = bs.perceive_set(train, progress=say)
+    ev_test, t_test = bs.perceive_set(test, progress=say)
+    ev_normal, t_normal = bs.perceive_all([str(p) for p in NORMAL_FOOTAGE if p.is_file()], progress=say)
+
+    model = build_model("small")
+    if model.model_id != bs.CHECKPOINT_VERSION:
+        raise bs.BootstrapError(f"build_model('small') gave {model.model_id!r}, not the shipped "
+                                f"{bs.CHECKPOINT_VERSION}: run assets/build_default_model.py first")
+    results: dict = {"model_id": model.model_id, "train_set": train.summary(), "heldout_set": test.summary()}
+
+    # threshold from the training set only
+    train_scored = score_set(model, train, ev_train)
+    threshold, sweep = bs.tune_threshold(train, train_scored)
+    results["threshold"] = {"value": threshold, "tuned_on": "training set", "objective": "(F2 + avg mAP) / 2",
+                            "train_at_threshold": next(r for r in sweep if r["threshold"] == threshold)}
+    say(f"threshold {threshold} (tuned on the training set)")
+
+    held = score_set(model, test, ev_test)
+    results["heldout"] = bs.detection_scores(test, held, threshold)
+    results["heldout"]["gates"] = bs.gate_balance(held)
+    scored_by_id = {s.video_id: s for s in held}
+    if not args.no_text:
+        t1 = time.perf_counter()
+        pairs = bs.cause_pairs(model, test, ev_test, scored_by_id, threshold)
+        results["heldout"]["text"] = bs.text_metrics(pairs)
+        results["heldout"]["text"]["generation_s"] = round(time.perf_counter() - t1, 1)
+        results["cause_pairs"] = pairs
+    say(f"held-out: {json.dumps({k: v for k, v in results['heldout'].items() if k != 'gates'})}")
+
+    normal = [bs.score_video(model, ev_normal[str(p)], p.stem) for p in NORMAL_FOOTAGE if str(p) in ev_normal]
+    results["normal_footage"] = bs.false_alarms(normal, threshold)
+    say(f"normal footage: {results['normal_footage']['n_false_alarms']} false alarm(s) in "
+        f"{results['normal_footage']['total_s']} s")
+
+    rows = {}
+    for name, ablation in bs.ABLATION_ROWS:
+        rows[name] = detection_row(model, train, test, ev_train, ev_test, ablation)
+        rows[name]["how"] = "shipped weights" + (f", inference-time switch {ablation[0]}" if ablation else "")
+    for name, run in (("full (warm-up only)", "warmup"), ("w/o PTR (trained, warm-up only)", "warmup_no_ptr")):
+        folder = args.work / "runs" / run
+        if (folder / "config.json").is_file():
+            m = build_model(str(folder))
+            rows[name] = detection_row(m, train, test, ev_train, ev_test)
+            rows[name]["how"] = (f"separately trained model {run} (threat-only warm-up, same recipe"
+                                 f"{', no_ptr' if 'no_ptr' in run else ''}), no instruction phase")
+            del m
+    results["ablations"] = rows
+
+    variants = {}
+    for folder in sorted(VARIANTS.glob("alpha_*")) if VARIANTS.is_dir() else []:
+        m = build_model(str(folder))
+        v = detection_row(m, train, test, ev_train, ev_test)
+        variants[folder.name] = {"alpha": m.config.alpha, "model_id": m.model_id, **v}
+        del m
+    results["alpha_variants"] = variants
+
+    results["perception_s"] = {"heldout": round(t_test, 1), "normal": round(t_normal, 1)}
+    results["build"] = {k: build.get(k) for k in ("threat_recipe", "recipe", "alpha_recipe", "train_perception_s",
+                                                  "warmup_run", "default_run", "no_ptr_run", "default_files",
+                                                  "started", "finished")}
+    results["evaluation_s"] = round(time.perf_counter() - t0, 1)
+    results["evaluated_at"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    RESULTS_JSON.write_text(json.dumps(results, indent=1, default=_json_default) + "\n")
+    write_card_section(results)
+    say(f"wrote {RESULTS_JSON} and the results section of {CARD}")
+    return 0
+
+
+def _json_default(x):
+    if isinstance(x, float) and math.isnan(x):
+        return None
+    return str(x)
+
+
+def pct(x) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}"
+
+
+def num(x, fmt="{:.3f}") -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else fmt.format(x)
+
+
+def write_card_section(r: dict) -> None:
+    h = r["heldout"]
+    nf = r["normal_footage"]
+    t = h.get("text", {})
+    met = lambda ok: "met" if ok else "NOT met"  # noqa: E731
+    lines = [START, "", f"Evaluated {r['evaluated_at']} by `python assets/evaluate_default_model.py` "
+             f"(model `{r['model_id']}`, weights as shipped; full JSON in `assets/default_model_eval.json`).", ""]
+    ts, hs = r["train_set"], r["heldout_set"]
+    lines += ["**Data.** Training: " + f"{ts['clips']} composed clips, {ts['seconds']} s, {ts['threat_events']} threat "
+              f"events in {ts['clips_with_threat']} clips ({', '.join(f'{k} {v}' for k, v in sorted(ts['events_by_kind'].items()))}), "
+              f"{ts['harmless_events']} harmless pasted walkers; footage {', '.join(ts['sources'])} 30-79.5 s. "
+              f"Held-out: {hs['clips']} clips, {hs['seconds']} s, {hs['threat_events']} threat events in "
+              f"{hs['clips_with_threat']} clips ({', '.join(f'{k} {v}' for k, v in sorted(hs['events_by_kind'].items()))}), "
+              f"{hs['harmless_events']} harmless walkers; footage {', '.join(hs['sources'])} (vtest.avi 0-30 s), other seeds.", ""]
+    b = r.get("build") or {}
+    if b.get("default_run"):
+        w, d = b.get("warmup_run") or {}, b["default_run"]
+        lines += [f"**Training.** Warm-up (threat-only, {b['threat_recipe']['epochs']} epochs, lr "
+                  f"{b['threat_recipe']['lr']:g}): {w.get('elapsed_s', 'n/a')} s, {w.get('loss', {}).get('steps', 'n/a')} "
+                  f"steps, threat BCE {num(w.get('loss', {}).get('first', {}).get('loss_threat'))} -> "
+                  f"{num(w.get('loss', {}).get('last', {}).get('loss_threat'))}. Instruction phase "
+                  f"(`python -m uprm train`, {b['recipe']['epochs']} epoch, lr {b['recipe']['lr']:g}, batch "
+                  f"{b['recipe']['batch_size']}): {d['elapsed_s']} s, {d['loss']['steps']} steps, total loss "
+                  f"{num(d['loss']['first']['loss'])} -> {num(d['loss']['last']['loss'])} (L_ce "
+                  f"{num(d['loss']['first'].get('loss_ce'))} -> {num(d['loss']['last'].get('loss_ce'))}). "
+                  f"Perception of the training clips in the last build run: {num(b.get('train_perception_s'), '{:.0f}')} s "
+                  "(evidence is cached per clip, so a rebuild reuses it). "
+                  f"Checkpoint files: " + ", ".join(f"`{k}` {v / 1e6:.2f} MB" for k, v in (b.get('default_files') or {}).items())
+                  + ".", ""]
+    thr = r["threshold"]
+    lines += [f"**Threshold** {thr['value']:.2f}, tuned on the training set only ({thr['objective']}); the app's "
+              "default analysis threshold should be set to it.", ""]
+    lines += ["**Held-out composed clips** (class-agnostic; CUVA tIoU thresholds; the paper's table layout):", "",
+              "| FNR % | F2 % | mAP@0.1 | mAP@0.3 | mAP@0.5 | avg | SB cosine | ROUGE-L | BLEU |",
+              "|---|---|---|---|---|---|---|---|---|",
+              f"| {pct(h['fnr'])} | {pct(h['f2'])} | {pct(h['map']['0.1'])} | {pct(h['map']['0.3'])} | "
+              f"{pct(h['map']['0.5'])} | {pct(h['map_avg'])} | {num(t.get('sb_cosine'), '{:.2f}')} | "
+              f"{num(t.get('rouge_l'), '{:.2f}')} | {num(t.get('bleu'), '{:.2f}')} |", "",
+              f"{h['n_gt']} GT segments, {h['n_pred']} predicted; frame precision {pct(h['precision'])} %, recall "
+              f"{pct(h['recall'])} %. Causes: {t.get('n_pairs', 0)} GT threats, each paired with the cause the analysis "
+              "writes for the predicted segment overlapping it most (none = empty text, scoring 0).", "",
+              f"Targets of the issue: mAP@0.5 >= 60: {met(h['map']['0.5'] >= 0.6)}; FNR <= 20 %: "
+              f"{met(not math.isnan(h['fnr']) and h['fnr'] <= 0.2)}; <= 1 false alarm per 10 min on real normal footage: "
+              f"{met(nf['per_10_min'] <= 1)}.", ""]
+    lines += [f"**Real normal footage** (threat-free; {nf['total_s']} s): {nf['n_false_alarms']} false alarm(s) = "
+              f"{nf['per_hour']:.1f} per hour ({nf['per_10_min']:.2f} per 10 min).", "",
+              "| video | length s | false alarms (s) | max threat prob |", "|---|---|---|---|"]
+    for vid, v in nf["videos"].items():
+        lines.append(f"| {vid} | {v['duration_s']} | {v['false_alarms'] or 'none'} | {v['max_prob']:.3f} |")
+    lines += ["", "**Ablations** (held-out composed clips; threshold re-tuned per row on the training set):", "",
+              "| row | how | FNR % | F2 % | mAP@0.1 | mAP@0.3 | mAP@0.5 | avg | R_hpe | R_ore | R_vbe | 1-G |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, a in r["ablations"].items():
+        g = a["gates"]
+        lines.append(f"| {name} | {a['how']} | {pct(a['fnr'])} | {pct(a['f2'])} | {pct(a['map']['0.1'])} | "
+                     f"{pct(a['map']['0.3'])} | {pct(a['map']['0.5'])} | {pct(a['map_avg'])} | {g['R_hpe']:.2f} | "
+                     f"{g['R_ore']:.2f} | {g['R_vbe']:.2f} | {g['coarse_share']:.2f} |")
+    if r["alpha_variants"]:
+        lines += ["", "**Alpha variants** (`assets/alpha_variants/`, gate balance on the held-out clips):", "",
+                  "| variant | alpha | R_hpe | R_ore | R_vbe | 1-G | mAP@0.5 | FNR % |", "|---|---|---|---|---|---|---|---|"]
+        for name, v in r["alpha_variants"].items():
+            g = v["gates"]
+            lines.append(f"| {name} | {v['alpha']:g} | {g['R_hpe']:.3f} | {g['R_ore']:.3f} | {g['R_vbe']:.3f} | "
+                         f"{g['coarse_share']:.3f} | {pct(v['map']['0.5'])} | {pct(v['fnr'])} |")
+    lines += ["", END]
+    section = "\n".join(lines)
+    text = CARD.read_text() if CARD.is_file() else f"# UPRM small\n\n## Results\n\n{START}\n{END}\n"
+    if START not in text or END not in text:
+        raise bs.BootstrapError(f"{CARD} lacks the results markers {START!r} ... {END!r}: put them back under "
+                                "'## Evaluation results'")
+    head, rest = text.split(START, 1)
+    tail = rest.split(END, 1)[1]
+    CARD.write_text(head + section + tail)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,589 @@
+"""The bootstrap `small` checkpoint: composed training / held-out sets, perception, training, evaluation.
+
+    from uprm.bootstrap import SourceWindow, compose_set, perceive_set, write_instructions
+    train = compose_set("train", [SourceWindow("vtest.avi", 30.0, 79.5)], 28, seed=1000, out_dir="data/train")
+    perceive_set(train)                                   # evidence cached per clip (content hash)
+    write_instructions(train, "data/train/instructions.json")   # the three DeepSVU turns per clip
+
+Training and held-out sets never share footage or seeds: the training set is composed only from
+vtest.avi after its first 30 s, the held-out set from the first 30 s (the studio's sample) and from
+other footage. Everything here is deterministic given the sources and seeds.
+"""
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+THREATS_PER_CLIP_P = (0.25, 0.45, 0.30)  # P(0), P(1), P(2) threat events per composed clip
+CHECKPOINT_VERSION = "uprm-small-bootstrap-v1"
+Say = Callable[[str], None]
+
+
+class BootstrapError(ValueError):
+    """A bootstrap step cannot run with what it was given (the message says what to change)."""
+
+
+@dataclass(frozen=True)
+class SourceWindow:
+    """The part [start_s, end_s) of a static-camera video that clips may be cut from."""
+
+    path: str
+    start_s: float = 0.0
+    end_s: float | None = None  # None: to the end of the video
+
+
+@dataclass(frozen=True)
+class ClipRecord:
+    """One composed clip and its ground truth (seconds; causes as the compositor wrote them)."""
+
+    video_id: str
+    path: str
+    duration_s: float
+    fps: float
+    source: str
+    source_start_s: float
+    seed: int
+    segments_s: tuple[tuple[float, float], ...]
+    labels: tuple[str, ...]
+    causes: tuple[str, ...]
+    harmless: tuple[str, ...]
+
+
+@dataclass
+class ComposedSet:
+    name: str
+    out_dir: Path
+    seed: int
+    clips: list[ClipRecord] = field(default_factory=list)
+    compose_s: float = 0.0
+
+    @property
+    def gt_path(self) -> Path:
+        return self.out_dir / "ground_truth.json"
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.out_dir / "manifest.json"
+
+    def summary(self) -> dict:
+        kinds: dict[str, int] = {}
+        for c in self.clips:
+            for k in c.labels:
+                kinds[k] = kinds.get(k, 0) + 1
+        return {"name": self.name, "clips": len(self.clips), "seconds": round(sum(c.duration_s for c in self.clips), 1),
+                "clips_with_threat": sum(bool(c.segments_s) for c in self.clips),
+                "threat_events": sum(len(c.segments_s) for c in self.clips), "events_by_kind": kinds,
+                "harmless_events": sum(len(c.harmless) for c in self.clips),
+                "sources": sorted({c.source for c in self.clips})}
+
+
+def _noop(_msg: str) -> None:
+    pass
+
+
+# ------------------------------------------------------------------------------------------ composing
+
+
+def compose_set(name: str, windows: Sequence[SourceWindow], n_clips: int, seed: int, out_dir: str | Path,
+                clip_s_range: tuple[float, float] = (10.0, 16.0), *, progress: Say | None = None) -> ComposedSet:
+    """Compose ``n_clips`` clips cut from ``windows`` (sources chosen in turn), each with 0-2 threats and
+    0-2 harmless pasted walkers (at least one when there is no threat, so pasting is never a cue).
+
+    Sprites are harvested from each window only, so the people acting in a set come from its footage.
+    Clips already written with the same plan are reused (the manifest records the plan).
+    """
+    from uprm.compose import compose, prepare
+    from uprm.compose.compositor import GT_VERSION, write_gt
+    from uprm.compose.source import probe
+
+    if n_clips < 1:
+        raise BootstrapError(f"{name}: n_clips must be at least 1, got {n_clips}")
+    if not windows:
+        raise BootstrapError(f"{name}: give at least one SourceWindow to cut clips from")
+    lo_s, hi_s = clip_s_range
+    if not 5.0 <= lo_s <= hi_s:
+        raise BootstrapError(f"{name}: clip_s_range must satisfy 5 <= low <= high, got {clip_s_range}")
+    say = progress or _noop
+    out_dir = Path(out_dir)
+    footages = []
+    for w in windows:
+        if not Path(w.path).is_file():
+            raise BootstrapError(f"{name}: source video {w.path} does not exist")
+        say(f"{name}: preparing {Path(w.path).name} [{w.start_s:g}, {w.end_s if w.end_s is not None else 'end'}) s")
+        video = probe(w.path)
+        end_s = video.duration_s if w.end_s is None else min(w.end_s, video.duration_s)
+        if end_s - w.start_s < lo_s:
+            raise BootstrapError(f"{name}: window [{w.start_s:g}, {end_s:g}) s of {w.path} is shorter than a "
+                                 f"{lo_s:g} s clip")
+        # the plate comes from the whole video (cached); sprites only from the window
+        whole = w.start_s <= 0 and end_s >= video.duration_s
+        footage = prepare(w.path) if whole else prepare(w.path, sprite_window_s=(w.start_s, end_s))
+        footages.append((footage, w.start_s, end_s))
+
+    rng = np.random.default_rng(seed)
+    database: dict[str, dict] = {}
+    clips: list[ClipRecord] = []
+    t0 = time.perf_counter()
+    for i in range(n_clips):
+        footage, w_lo, w_hi = footages[i % len(footages)]
+        fps = footage.video.fps
+        length_s = min(w_hi - w_lo, float(rng.uniform(lo_s, hi_s)))
+        length_s = int(length_s * fps) / fps  # whole frames
+        start_s = int(rng.uniform(w_lo, w_hi - length_s) * fps) / fps
+        n_threats = int(rng.choice(3, p=THREATS_PER_CLIP_P))
+        n_harmless = int(rng.integers(0 if n_threats else 1, 3))
+        clip_seed = int(rng.integers(2**31))
+        video_id = f"{name}_s{seed}_{i:03d}"
+        path = out_dir / "videos" / f"{video_id}.mp4"
+        gt_file = path.with_suffix(".json")
+        plan = {"source_sha256": footage.video.content_hash, "start_s": start_s, "clip_s": length_s,
+                "n_threats": n_threats, "n_harmless": n_harmless, "seed": clip_seed}
+        cached = _cached_clip(path, gt_file, plan)
+        if cached is None:
+            result = compose(footage, n_threats, clip_seed, path, start_s=start_s, clip_s=length_s,
+                             n_harmless=n_harmless, video_id=video_id, gt_path=gt_file)
+            gt = result.gt
+            gt["plan"] = plan
+            write_gt(gt, gt_file)
+        else:
+            gt = cached
+        entry = gt["database"][video_id]
+        database[video_id] = entry
+        anns = sorted(entry["annotations"], key=lambda a: a["segment"][0])
+        clip = ClipRecord(
+            video_id=video_id, path=str(path.resolve()), duration_s=float(entry["duration"]), fps=float(entry["fps"]),
+            source=Path(footage.video.path).name, source_start_s=start_s, seed=clip_seed,
+            segments_s=tuple((float(a["segment"][0]), float(a["segment"][1])) for a in anns),
+            labels=tuple(a["label"] for a in anns), causes=tuple(a.get("cause", "") for a in anns),
+            harmless=tuple(h["kind"] for h in entry["composition"]["harmless"]))
+        clips.append(clip)
+        say(f"{name} [{i + 1}/{n_clips}] {video_id}: {length_s:g} s of {clip.source} from {start_s:g} s: "
+            f"{', '.join(clip.labels) or 'no threat'}; harmless: {', '.join(clip.harmless) or 'none'}"
+            f"{' (reused)' if cached is not None else ''}")
+    out = ComposedSet(name, out_dir, seed, clips, time.perf_counter() - t0)
+    write_gt({"version": GT_VERSION, "database": database}, out.gt_path)
+    out.manifest_path.write_text(json.dumps({"name": name, "seed": seed, "windows": [asdict(w) for w in windows],
+                                             "clips": [asdict(c) for c in clips]}, indent=1) + "\n")
+    return out
+
+
+def _cached_clip(path: Path, gt_file: Path, plan: dict) -> dict | None:
+    if not (path.is_file() and gt_file.is_file()):
+        return None
+    try:
+        gt = json.loads(gt_file.read_text())
+    except json.JSONDecodeError:
+        return None
+    return gt if gt.get("plan") == plan else None
+
+
+def load_set(out_dir: str | Path) -> ComposedSet:
+    """A set written by ``compose_set`` (its manifest), without composing anything."""
+    out_dir = Path(out_dir)
+    manifest = out_dir / "manifest.json"
+    if not manifest.is_file():
+        raise BootstrapError(f"{out_dir} holds no manifest.json: compose the set first (compose_set)")
+    data = json.loads(manifest.read_text())
+    clips = []
+    for c in data["clips"]:
+        c = dict(c)
+        for k in ("labels", "causes", "harmless"):
+            c[k] = tuple(c[k])
+        c["segments_s"] = tuple(tuple(s) for s in c["segments_s"])
+        clips.append(ClipRecord(**c))
+    return ComposedSet(data["name"], out_dir, int(data["seed"]), clips)
+
+
+# ----------------------------------------------------------------------------------------- perception
+
+
+def perceive_all(paths: Sequence[str | Path], settings=None, cache_dir: str | Path | None = None,
+                 progress: Say | None = None) -> tuple[dict[str, object], float]:
+    """Evidence of every video (cached on disk per content hash) and the wall time spent, in seconds."""
+    from uprm.perception import perceive
+
+    say = progress or _noop
+    out: dict[str, object] = {}
+    t0 = time.perf_counter()
+    for i, p in enumerate(paths):
+        t1 = time.perf_counter()
+        out[str(p)] = perceive(p, settings, cache_dir=cache_dir)
+        say(f"perceived [{i + 1}/{len(paths)}] {Path(p).name} in {time.perf_counter() - t1:.1f} s")
+    return out, time.perf_counter() - t0
+
+
+def perceive_set(composed: ComposedSet, settings=None, cache_dir: str | Path | None = None,
+                 progress: Say | None = None) -> tuple[dict[str, object], float]:
+    """``perceive_all`` over a composed set's clips, keyed by clip path."""
+    return perceive_all([c.path for c in composed.clips], settings, cache_dir, progress)
+
+
+# ------------------------------------------------------------------------------------ instruction data
+
+
+def joined_cause(causes: Sequence[str]) -> str:
+    """All causes of a clip as one clause list, without the answer's own "The threat is attributed to"
+    (``attribute_answer`` puts it in front once): "a person who falls ...; two people who ..."."""
+    prefix = "the threat is attributed to "
+    parts = []
+    for c in causes:
+        c = c.strip().rstrip(".").strip()
+        parts.append(c[len(prefix):].strip() if c.lower().startswith(prefix) else c)
+    return "; ".join(dict.fromkeys(p for p in parts if p))
+
+
+def instruction_entries(composed: ComposedSet) -> list[dict]:
+    """LLaVA conversation entries (the shape ``python -m uprm train`` reads): identify, locate and, for
+    clips with a threat, attribute; plus "segments" so the per-step threat targets come from the GT."""
+    from uprm.instructions import ATTRIBUTE, IDENTIFY, LOCATE, attribute_answer, identify_answer, locate_answer
+
+    entries = []
+    for c in composed.clips:
+        turns = [("human", "<video>\n" + IDENTIFY), ("gpt", identify_answer(bool(c.segments_s))),
+                 ("human", LOCATE), ("gpt", locate_answer(list(c.segments_s)))]
+        cause = joined_cause(c.causes)
+        if c.segments_s and cause:
+            turns += [("human", ATTRIBUTE), ("gpt", attribute_answer(cause))]
+        entries.append({"id": c.video_id, "video": c.path, "segments": [list(s) for s in c.segments_s],
+                        "conversations": [{"from": w, "value": v} for w, v in turns]})
+    return entries
+
+
+def write_instructions(composed: ComposedSet, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(instruction_entries(composed), indent=1, ensure_ascii=False) + "\n")
+    return path
+
+
+# ------------------------------------------------------------------------------------------- training
+
+
+@dataclass(frozen=True)
+class TrainRecipe:
+    """Arguments of one ``python -m uprm train`` run (stage 2 unless said otherwise)."""
+
+    lr: float = 2e-5
+    epochs: int = 1
+    batch_size: int = 8
+    alpha: float | None = None  # None: the config's 0.05
+    ablation: tuple[str, ...] = ()
+    seed: int = 0
+    max_steps: int | None = None
+    warmup_ratio: float = 0.03
+    stage: int = 2
+
+    def cli_args(self, data: Sequence[str | Path], out_dir: str | Path, init: str | Path = "small-untrained",
+                 num_threads: int | None = None) -> list[str]:
+        """The exact argv of ``python -m uprm train`` for this recipe."""
+        init = str(init)
+        args = ["train", "--stage", str(self.stage), "--data", *map(str, data), "--out", str(out_dir),
+                "--lr", repr(self.lr), "--epochs", str(self.epochs), "--batch-size", str(self.batch_size),
+                "--warmup-ratio", repr(self.warmup_ratio), "--seed", str(self.seed), "--log-every", "5",
+                "--checkpoint-every", "1000"]
+        args += ["--init", init] if Path(init).is_dir() else ["--config", init]
+        if self.alpha is not None:
+            args += ["--alpha", repr(self.alpha)]
+        if self.ablation:
+            args += ["--ablation", *self.ablation]
+        if self.max_steps is not None:
+            args += ["--max-steps", str(self.max_steps)]
+        if num_threads:
+            args += ["--num-threads", str(num_threads)]
+        return args
+
+
+@dataclass
+class TrainRun:
+    out_dir: Path
+    argv: list[str]
+    elapsed_s: float
+    log: dict  # summary of train_log.jsonl (loss_summary)
+
+
+def finished_run(out_dir: str | Path, argv: list[str]) -> TrainRun | None:
+    """A run already completed in ``out_dir`` (final model and summary written), or None."""
+    from uprm.training.trainer import SUMMARY_FILE
+
+    out_dir = Path(out_dir)
+    summary = out_dir / SUMMARY_FILE
+    if not (summary.is_file() and (out_dir / "config.json").is_file()):
+        return None
+    return TrainRun(out_dir, argv, float(json.loads(summary.read_text())["elapsed_s"]), loss_summary(out_dir))
+
+
+def run_training(recipe: TrainRecipe, data: Sequence[str | Path], out_dir: str | Path,
+                 init: str | Path = "small-untrained", num_threads: int | None = None, *,
+                 reuse: bool = False) -> TrainRun:
+    """Run the project's training command in this process (``python -m uprm train ...``); with ``reuse``,
+    a run already finished in ``out_dir`` is returned as it is."""
+    from uprm.__main__ import main
+
+    argv = recipe.cli_args(data, out_dir, init, num_threads)
+    if reuse and (done := finished_run(out_dir, ["python", "-m", "uprm", *argv])) is not None:
+        return done
+    code = main(argv)
+    done = finished_run(out_dir, ["python", "-m", "uprm", *argv])  # elapsed_s: the trainer's own clock
+    if code != 0 or done is None:
+        raise BootstrapError(f"`python -m uprm {' '.join(argv)}` failed with exit code {code} (see its message above)")
+    return done
+
+
+def train_threat_only(init: str | Path, composed: ComposedSet, out_dir: str | Path, recipe: TrainRecipe,
+                      num_threads: int | None = None, *, reuse: bool = False) -> TrainRun:
+    """Fine-tune only UPRM's own weights (experts, router, threat head) on per-step threat targets, with
+    the project's trainer (``uprm.training.train``; the CLI has no threat-only data format).
+
+    The language model is not run (no question in the examples), and the LoRA adapter is frozen, so it
+    stays bit-identical to ``init``'s and can be shared. Used for the alpha variants.
+    """
+    from uprm.model import build_model
+    from uprm.training import TrainSettings, train
+    from uprm.training.data import TrainingExample
+    from uprm.training.trainer import seed_everything
+
+    what = [f"uprm.training.train({init}, threat-only examples of {composed.name}, {recipe})"]
+    if reuse and (done := finished_run(out_dir, what)) is not None:
+        return done
+    seed_everything(recipe.seed)
+    model = build_model(str(init))
+    for name, p in model.named_parameters():
+        if name.startswith("lm."):
+            p.requires_grad_(False)
+    examples = [TrainingExample(c.video_id, c.path, None, None, kind="other", threat_intervals_s=c.segments_s,
+                                source=str(composed.manifest_path)) for c in composed.clips]
+    settings = TrainSettings(stage=2, lr=recipe.lr, warmup_ratio=recipe.warmup_ratio, batch_size=recipe.batch_size,
+                             epochs=recipe.epochs, alpha=recipe.alpha, max_steps=recipe.max_steps,
+                             ablation=recipe.ablation, seed=recipe.seed, checkpoint_every=1000, log_every=10,
+                             num_threads=num_threads, show_progress=False)
+    result = train(model, examples, out_dir, settings, run_info={"init": str(init), "threat_only": True})
+    return TrainRun(Path(out_dir), what, round(result.elapsed_s, 3), loss_summary(out_dir))
+
+
+def loss_summary(run_dir: str | Path, n_points: int = 8) -> dict:
+    """The loss curve of a run (``train_log.jsonl``) in a few numbers: mean of each term over the first and
+    last 10% of steps, and the total loss at ``n_points`` evenly spaced steps."""
+    from uprm.training.trainer import LOG_FILE
+
+    path = Path(run_dir) / LOG_FILE
+    if not path.is_file():
+        raise BootstrapError(f"{run_dir} holds no {LOG_FILE}: was it written by `python -m uprm train`?")
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = [r for r in rows if "loss" in r]
+    if not rows:
+        raise BootstrapError(f"{path} holds no logged step")
+    k = max(1, len(rows) // 10)
+    keys = [key for key in ("loss", "loss_ce", "loss_z", "loss_threat") if any(key in r for r in rows)]
+
+    def mean(part: list[dict], key: str) -> float | None:
+        vals = [r[key] for r in part if r.get(key) is not None]
+        return round(float(np.mean(vals)), 4) if vals else None
+
+    idx = np.linspace(0, len(rows) - 1, min(n_points, len(rows))).round().astype(int)
+    return {"steps": len(rows), "first": {key: mean(rows[:k], key) for key in keys},
+            "last": {key: mean(rows[-k:], key) for key in keys},
+            "curve": [[int(rows[i].get("step", i + 1)), round(float(rows[i]["loss"]), 4)] for i in idx],
+            "gates_last": {key: mean(rows[-k:], key) for key in ("gate_hpe", "gate_ore", "gate_vbe", "gate_coarse")}}
+
+
+def ship_checkpoint(run_dir: str | Path, dest: str | Path, model_id: str, *, fp16: bool = True,
+                    shared_adapter: str | Path | None = None) -> dict:
+    """Copy a run's final model into ``dest`` as config.json + uprm.safetensors (+ lora_adapter/), in
+    float16 when ``fp16`` (the loader casts back to float32), named ``model_id``.
+
+    ``shared_adapter``: instead of a copy, ``dest/lora_adapter`` becomes a relative symlink to this
+    adapter folder, which must hold exactly the run's adapter (checked tensor by tensor).
+    Returns {file: bytes} of what was written.
+    """
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from uprm.model.io import ADAPTER_DIR, WEIGHTS_FILE, build_model, save_model
+
+    model = build_model(str(run_dir))
+    dest = Path(dest)
+    tmp = dest.with_name(dest.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_model(model, tmp, model_id=model_id)
+    adapter_file = "adapter_model.safetensors"
+    files = [tmp / WEIGHTS_FILE, tmp / ADAPTER_DIR / adapter_file]
+    if fp16:
+        from safetensors import safe_open
+
+        for f in files:
+            with safe_open(str(f), framework="pt") as fh:
+                meta = fh.metadata() or {}
+            state = {k: (v.half() if v.is_floating_point() else v) for k, v in load_file(str(f)).items()}
+            save_file(state, str(f), metadata=meta)
+    for extra in (tmp / ADAPTER_DIR).iterdir():  # peft's README.md: the model card is ours
+        if extra.name not in (adapter_file, "adapter_config.json"):
+            extra.unlink()
+    if shared_adapter is not None:
+        shared = Path(shared_adapter)
+        mine, theirs = load_file(str(tmp / ADAPTER_DIR / adapter_file)), load_file(str(shared / adapter_file))
+        if set(mine) != set(theirs) or any(not torch.equal(mine[k], theirs[k]) for k in mine):
+            raise BootstrapError(f"the adapter of {run_dir} differs from {shared}: it cannot be shared")
+        shutil.rmtree(tmp / ADAPTER_DIR)
+        (tmp / ADAPTER_DIR).symlink_to(Path(_relpath(shared.resolve(), dest.resolve())), target_is_directory=True)
+    shutil.rmtree(dest, ignore_errors=True)
+    tmp.rename(dest)
+    return {str(p.relative_to(dest)): p.stat().st_size for p in sorted(dest.rglob("*")) if p.is_file()}
+
+
+def _relpath(target: Path, start: Path) -> str:
+    import os
+
+    return os.path.relpath(target, start)
+
+
+# ----------------------------------------------------------------------------------------- evaluation
+
+ABLATION_ROWS = (("full", ()), ("w/o HPE", ("no_hpe",)), ("w/o ORE", ("no_ore",)), ("w/o VBE", ("no_vbe",)),
+                 ("w/o UPE", ("no_upe",)))
+CUVA_TIOUS = (0.1, 0.3, 0.5)
+
+
+@dataclass
+class Scored:
+    """Per-step model output on one video (steps at their centre times, seconds)."""
+
+    video_id: str
+    duration_s: float
+    step_s: float
+    times_s: np.ndarray  # (T,)
+    prob: np.ndarray  # (T,)
+    gates: np.ndarray  # (T, 4): R_hpe, R_ore, R_vbe, 1 - G
+
+
+def score_video(model, evidence, video_id: str, ablation: tuple[str, ...] = ()) -> Scored:
+    """One fusion forward (no text) with exactly the ablation switches given."""
+    from uprm.analysis import ablated, run_model
+
+    with ablated(model, ablation):
+        _, prob, gates = run_model(model, evidence)
+    return Scored(video_id, float(evidence.video.duration_s), 1.0 / evidence.sample_fps,
+                  np.asarray(evidence.times_s, dtype=np.float64), prob.astype(np.float64), gates.astype(np.float64))
+
+
+def predicted_segments(scored: Scored, threshold: float, min_segment_s: float = 1.0, merge_gap_s: float = 1.0):
+    """Segments exactly as ``uprm.analysis`` cuts them from the per-step probabilities."""
+    from uprm.analysis import _segment_bounds, segments_from_scores
+    from uprm.segments import Segment
+
+    out = []
+    for first, last in segments_from_scores(scored.times_s, scored.prob, scored.step_s, threshold, min_segment_s,
+                                            merge_gap_s):
+        s, e = _segment_bounds(scored.times_s, first, last, scored.step_s, scored.duration_s)
+        out.append(Segment(scored.video_id, s, e, "threat", float(scored.prob[first:last + 1].max())))
+    return out
+
+
+def gt_segments(composed: ComposedSet):
+    from uprm.segments import Segment
+
+    return [Segment(c.video_id, s, e, "threat", None, cause)
+            for c in composed.clips for (s, e), cause in zip(c.segments_s, c.causes)]
+
+
+def detection_scores(composed: ComposedSet, scored: Sequence[Scored], threshold: float, fps: float = 10.0) -> dict:
+    """Frame FNR / F2 and class-agnostic mAP at tIoU 0.1/0.3/0.5 (fractions) at one threshold."""
+    from uprm.metrics import frame_level, temporal_map
+
+    gt = gt_segments(composed)
+    pred = [seg for s in scored for seg in predicted_segments(s, threshold)]
+    durations = {c.video_id: c.duration_s for c in composed.clips}
+    fl = frame_level(gt, pred, durations, fps=fps)
+    dm = temporal_map(gt, pred, CUVA_TIOUS, class_agnostic=True)
+    return {"threshold": threshold, "fnr": fl.fnr, "f2": fl.f2, "precision": fl.precision, "recall": fl.recall,
+            "map": {f"{t:g}": dm.map_at[t] for t in CUVA_TIOUS}, "map_avg": dm.average_map,
+            "n_gt": dm.n_gt, "n_pred": dm.n_pred}
+
+
+def tune_threshold(composed: ComposedSet, scored: Sequence[Scored],
+                   candidates: Sequence[float] = tuple(np.round(np.arange(0.2, 0.91, 0.05), 2))) -> tuple[float, list]:
+    """The analysis threshold that maximises (F2 + average mAP) / 2 on ``composed`` (the TRAINING set:
+    never call this with held-out data). Ties go to the higher threshold (fewer false alarms)."""
+    table = [detection_scores(composed, scored, float(t)) for t in candidates]
+
+    def objective(row: dict) -> float:
+        f2 = 0.0 if np.isnan(row["f2"]) else row["f2"]
+        m = 0.0 if np.isnan(row["map_avg"]) else row["map_avg"]
+        return 0.5 * (f2 + m)
+
+    best = max(range(len(table)), key=lambda i: (round(objective(table[i]), 6), candidates[i]))
+    return float(candidates[best]), table
+
+
+def gate_balance(scored: Sequence[Scored]) -> dict:
+    """Mean R per fine expert and mean coarse share 1 - G over every step of every video."""
+    g = np.concatenate([s.gates for s in scored], axis=0)  # (sum T, 4)
+    return {name: round(float(v), 4) for name, v in zip(("R_hpe", "R_ore", "R_vbe", "coarse_share"), g.mean(axis=0))}
+
+
+def false_alarms(scored: Sequence[Scored], threshold: float) -> dict:
+    """Predicted segments on threat-free footage: every one is a false alarm."""
+    per_video = {s.video_id: {"duration_s": round(s.duration_s, 2),
+                              "false_alarms": [[round(x.start_s, 1), round(x.end_s, 1)]
+                                               for x in predicted_segments(s, threshold)],
+                              "max_prob": round(float(s.prob.max()), 4)} for s in scored}
+    total_s = sum(s.duration_s for s in scored)
+    n = sum(len(v["false_alarms"]) for v in per_video.values())
+    return {"videos": per_video, "total_s": round(total_s, 1), "n_false_alarms": n,
+            "per_hour": n * 3600.0 / total_s if total_s else float("nan"),
+            "per_10_min": n * 600.0 / total_s if total_s else float("nan")}
+
+
+def cause_pairs(model, composed: ComposedSet, evidences: dict, scored: dict[str, Scored], threshold: float,
+                max_new_tokens: int = 48) -> list[dict]:
+    """One (GT cause, generated cause) pair per GT threat: the cause the analysis pipeline writes for the
+    predicted segment that overlaps the GT segment most (tIoU), with the same prompt and evidence
+    context as ``uprm.analysis``; "" when no predicted segment overlaps it (a miss scores 0)."""
+    from uprm.analysis import evidence_context, summarize_evidence
+    from uprm.featurize import featurize
+    from uprm.instructions import ATTRIBUTE, attribute_answer
+    from uprm.segments import tiou
+
+    pairs = []
+    for c in composed.clips:
+        if not c.segments_s:
+            continue
+        sc, ev = scored[c.video_id], evidences[c.path]
+        preds = predicted_segments(sc, threshold)
+        inputs = featurize(ev, model.config)
+        written: dict[int, str] = {}
+        for (gs, ge), cause in zip(c.segments_s, c.causes):
+            overlaps = [tiou((gs, ge), (p.start_s, p.end_s)) for p in preds]
+            text, match = "", None
+            if overlaps and max(overlaps) > 0:
+                match = int(np.argmax(overlaps))
+                if match not in written:
+                    p = preds[match]
+                    steps = [i for i, t in enumerate(sc.times_s)
+                             if p.start_s - 1e-6 <= t - sc.step_s / 2 and t + sc.step_s / 2 <= p.end_s + 1e-6]
+                    steps = steps or [int(np.argmin(np.abs(sc.times_s - (p.start_s + p.end_s) / 2)))]
+                    seg_ev = summarize_evidence(ev, steps, sc.gates[steps[0]:steps[-1] + 1])
+                    context = evidence_context(seg_ev, p.start_s, p.end_s, p.score)
+                    raw = model.answer(inputs.slice_steps(steps[0], steps[-1] + 1), ATTRIBUTE, context=context,
+                                       max_new_tokens=max_new_tokens)
+                    written[match] = attribute_answer(raw) or raw
+                text = written[match]
+            pairs.append({"video_id": c.video_id, "gt_segment_s": [gs, ge], "reference": attribute_answer(cause),
+                          "generated": text, "matched_segment_s": None if match is None else
+                          [round(preds[match].start_s, 2), round(preds[match].end_s, 2)]})
+    return pairs
+
+
+def text_metrics(pairs: Sequence[dict]) -> dict:
+    from uprm.metrics import text_scores
+
+    if not pairs:
+        return {"rouge_l": float("nan"), "bleu": float("nan"), "sb_cosine": float("nan"), "n_pairs": 0}
+    ts = text_scores([p["reference"] for p in pairs], [p["generated"] for p in pairs])
+    return {"rouge_l": ts.rouge_l, "bleu": ts.bleu, "sb_cosine": ts.sb_cosine, "n_pairs": ts.n_pairs}
