@@ -125,7 +125,9 @@ def run_analysis(services: Services, path: str | None, layers: list[str], sessio
     """Generator for the Analyse button: yields (status, timeline, rows, player, meta, session)."""
     from uprm.plots import timeline_figure
 
-    keep = (None, [], None, page_meta(None))
+    # progress lines and failures leave timeline, table, player and page data as they are: sending None
+    # would clear the player, whose change event would then reset the session mid-analysis
+    keep = (gr.skip(), gr.skip(), gr.skip(), gr.skip())
     try:
         check_video(services, path)
         session = StudioSession(video_path=path)
@@ -151,12 +153,13 @@ def run_analysis(services: Services, path: str | None, layers: list[str], sessio
 
                     session.inputs = featurize(up.evidence, model.config)
                 fig = timeline_figure(up.analysis)
-                yield (status(up.stage, up.fraction), fig, segment_rows(up.analysis), session.overlay_path
-                       or path, page_meta(up.analysis), session)
+                # the player is only ever set to the overlay render (on_video ignores that change)
+                yield (status(up.stage, up.fraction), fig, segment_rows(up.analysis), gr.skip(),
+                       page_meta(up.analysis), session)
                 if first_result:
                     # overlays as soon as the segments exist; causes keep streaming into the table after
                     yield (status("rendering overlays", up.fraction), fig, segment_rows(up.analysis),
-                           path, page_meta(up.analysis), session)
+                           gr.skip(), page_meta(up.analysis), session)
                     session.overlay_path = render_overlay(services, session, layers)
                     yield (status("overlays ready", up.fraction), fig, segment_rows(up.analysis),
                            session.overlay_path, page_meta(up.analysis), session)
@@ -172,7 +175,7 @@ def run_analysis(services: Services, path: str | None, layers: list[str], sessio
             f" in {a.video.duration_s:.1f} s · model {a.model_id}{stored}"
         warn = ("  \nWarning: " + "; ".join(a.warnings)) if a.warnings else ""
         yield (status(f"done: {summary}", 1.0) + warn, timeline_figure(a), segment_rows(a),
-               session.overlay_path, page_meta(a), session)
+               gr.skip(), page_meta(a), session)
     except Exception as exc:
         yield (status(friendly(exc), ok=False), *keep, session)
 
