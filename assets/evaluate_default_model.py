@@ -185,8 +185,8 @@ def write_card_section(r: dict) -> None:
                   f"Checkpoint files: " + ", ".join(f"`{k}` {v / 1e6:.2f} MB" for k, v in (b.get('default_files') or {}).items())
                   + ".", ""]
     thr = r["threshold"]
-    lines += [f"**Threshold** {thr['value']:.2f}, tuned on the training set only ({thr['objective']}); the app's "
-              "default analysis threshold should be set to it.", ""]
+    lines += [f"**Threshold** {thr['value']:.2f}, tuned on the training set only ({thr['objective']}); the "
+              "checkpoint's config carries it (threat_threshold), so analyses use it unless told otherwise.", ""]
     lines += ["**Held-out composed clips** (class-agnostic; CUVA tIoU thresholds; the paper's table layout):", "",
               "| FNR % | F2 % | mAP@0.1 | mAP@0.3 | mAP@0.5 | avg | SB cosine | ROUGE-L | BLEU |",
               "|---|---|---|---|---|---|---|---|---|",
