@@ -656,10 +656,7 @@ class Store:
         with self._read():
             name = self._canonical_annotator(annotator)
             inputs = self._view_inputs(video_ids, self._cutoff(as_of))
-        if video_ids is not None:
-            missing = sorted({_as_id(v, "video id") for v in video_ids} - inputs.videos.keys())
-            if missing:
-                raise AnnotationError(f"no video with id {missing[0]}: list them with videos()")
+        _require_known(video_ids, inputs)
         states = []
         for vid, video in sorted(inputs.videos.items()):
             segments = inputs.view(vid, name)
@@ -695,10 +692,7 @@ class Store:
         with self._read():
             name = self._canonical_annotator(annotator)
             inputs = self._view_inputs(video_ids, _Cutoff())
-        if video_ids is not None:
-            missing = sorted({_as_id(v, "video id") for v in video_ids} - inputs.videos.keys())
-            if missing:
-                raise AnnotationError(f"no video with id {missing[0]}: list them with videos()")
+        _require_known(video_ids, inputs)
         out = []
         for vid, video in sorted(inputs.videos.items()):
             segments = inputs.view(vid, name)
@@ -760,3 +754,11 @@ class Store:
             raise AnnotationError(f"no video with id {video_id}: list them with videos()")
         return agreement(video_id, a, inputs.view(video_id, a), b, inputs.view(video_id, b),
                          float(tiou_threshold))
+
+
+def _require_known(video_ids: Sequence[int] | None, inputs: _ViewInputs) -> None:
+    """Asked-for videos that the snapshot does not hold are an error, not an empty answer."""
+    if video_ids is not None:
+        missing = sorted({_as_id(v, "video id") for v in video_ids} - inputs.videos.keys())
+        if missing:
+            raise AnnotationError(f"no video with id {missing[0]}: list them with videos()")
