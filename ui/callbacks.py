@@ -147,11 +147,7 @@ def run_analysis(services: Services, path: str | None, layers: list[str], sessio
                         yield (status(up.stage, up.fraction), *keep, session)
                     continue
                 first_result = session.analysis is None
-                session.analysis, session.evidence = up.analysis, up.evidence
-                if first_result:
-                    from uprm.featurize import featurize
-
-                    session.inputs = featurize(up.evidence, model.config)
+                session.analysis, session.evidence, session.inputs = up.analysis, up.evidence, up.inputs
                 fig = timeline_figure(up.analysis)
                 # the player is only ever set to the overlay render (on_video ignores that change)
                 yield (status(up.stage, up.fraction), fig, segment_rows(up.analysis), gr.skip(),

@@ -109,6 +109,7 @@ class AnalysisUpdate:
     fraction: float  # overall progress in [0, 1]
     analysis: Analysis | None = None  # partial (no causes yet) from the fusion stage on
     evidence: VideoEvidence | None = None
+    inputs: object | None = None  # the ExpertInputs the fusion ran on (chat reuses them), from fusion on
 
 
 # ----------------------------------------------------------------------------------- segments
@@ -320,7 +321,7 @@ def _fuse_and_explain(model, evidence: VideoEvidence, settings: AnalysisSettings
         gates=[[round(float(g), 5) for g in row] for row in gates], segments=segments,
         warnings=list(evidence.warnings),
     )
-    yield AnalysisUpdate("fusion: done", 0.85, analysis=analysis, evidence=evidence)
+    yield AnalysisUpdate("fusion: done", 0.85, analysis=analysis, evidence=evidence, inputs=inputs)
 
     if settings.explain:
         from uprm.instructions import ATTRIBUTE, attribute_answer
@@ -332,8 +333,8 @@ def _fuse_and_explain(model, evidence: VideoEvidence, settings: AnalysisSettings
                                 max_new_tokens=settings.max_new_tokens, stream=False)
             analysis.segments[i] = replace(seg, cause=attribute_answer(text) or text)
             yield AnalysisUpdate(f"causes: {i + 1}/{len(segments)}", 0.85 + 0.15 * (i + 1) / len(segments),
-                                 analysis=analysis, evidence=evidence)
-    yield AnalysisUpdate("done", 1.0, analysis=analysis, evidence=evidence)
+                                 analysis=analysis, evidence=evidence, inputs=inputs)
+    yield AnalysisUpdate("done", 1.0, analysis=analysis, evidence=evidence, inputs=inputs)
 
 
 def analyze(video: str | Path, model, settings: AnalysisSettings | None = None,
