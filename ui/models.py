@@ -45,8 +45,7 @@ def switch(services: Services, version_id: str, request: gr.Request | None = Non
         if services.cfg.auth_enabled and not getattr(request, "username", None):
             raise PermissionError("Log in to switch models.")
         vid = (version_id or "").strip() or None
-        with services.model_lock:  # never swap under a running analysis
-            model_id = services.use_version(vid)
+        model_id = services.use_version(vid)  # swaps under the model lock: never under a running analysis
         return version_rows(services), status(f"now serving {model_id}: new analyses use it and record it")
     except Exception as exc:
         return gr.skip(), status(friendly(exc), ok=False)

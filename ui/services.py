@@ -38,7 +38,9 @@ class Services:
     cfg: AppConfig
     _model: object | None = None
     _store: object | None = None
-    model_lock: threading.RLock = field(default_factory=threading.RLock)
+    # A plain Lock, not an RLock: Gradio advances a streaming callback's generator on different worker
+    # threads, so a lock held across yields may be released by another thread than the one that took it.
+    model_lock: threading.Lock = field(default_factory=threading.Lock)
     _load_lock: threading.Lock = field(default_factory=threading.Lock)
     job: TrainingJob | None = None
     _variants: dict = field(default_factory=dict)  # alpha -> model trained with that L_z weight
