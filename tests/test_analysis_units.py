@@ -115,3 +115,14 @@ def test_alpha_figure_groups_mean_gates_by_alpha():
     hpe = next(t for t in fig.data if t.name == "R human pose")
     assert list(hpe.x) == ["alpha = 0", "alpha = 0.8"] and list(hpe.y) == pytest.approx([0.8, 0.3])
     assert len(fig.data) == 4
+
+
+def test_decision_rule_comes_from_the_checkpoint_unless_given():
+    from uprm.analysis import AnalysisSettings, decision_rule
+    from uprm.model import UPRMConfig
+
+    cfg = UPRMConfig.tiny(threat_threshold=0.7, threat_min_segment_s=2.0, threat_merge_gap_s=3.0)
+    own = decision_rule(AnalysisSettings(), cfg)
+    assert (own.threshold, own.min_segment_s, own.merge_gap_s) == (0.7, 2.0, 3.0)
+    mixed = decision_rule(AnalysisSettings(threshold=0.3, merge_gap_s=0.5), cfg)
+    assert (mixed.threshold, mixed.min_segment_s, mixed.merge_gap_s) == (0.3, 2.0, 0.5)

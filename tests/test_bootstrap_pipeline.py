@@ -56,6 +56,25 @@ def test_detection_scores_threshold_tuning_and_false_alarms(tmp_path):
     assert fa["n_false_alarms"] == 1 and fa["per_hour"] == pytest.approx(3600 / 10)
     assert bs.false_alarms([scored[1]], 0.5)["n_false_alarms"] == 0
     assert bs.gate_balance(scored) == {"R_hpe": 0.25, "R_ore": 0.25, "R_vbe": 0.25, "coarse_share": 0.25}
+    assert perfect["hits_at_0.5_by_kind"] == {"fall": [1, 1]}
+
+
+def test_tune_rule_picks_merge_gap_and_minimum_segment(tmp_path):
+    composed = _set(tmp_path, [((2.0, 6.0),), ()])
+    # v0: one 4 s threat whose score dips for 1 s in the middle; v1: a 1 s harmless blip
+    p0 = [0.1] * 4 + [0.8] * 3 + [0.2] * 2 + [0.8] * 3 + [0.1] * 8
+    p1 = [0.1] * 8 + [0.8] * 2 + [0.1] * 10
+    scored = [_scored("v0", p0), _scored("v1", p1)]
+    split = bs.detection_scores(composed, scored, bs.DecisionRule(0.5, 1.0, 1.0))
+    assert split["n_pred"] == 3 and split["map"]["0.5"] < 1
+    rule, table = bs.tune_rule(composed, scored, thresholds=(0.5,), min_segments_s=(1.0, 2.0),
+                               merge_gaps_s=(1.0, 1.5))
+    assert len(table) == 4 and rule == bs.DecisionRule(0.5, 2.0, 1.5)
+    best = bs.detection_scores(composed, scored, rule)
+    assert best["n_pred"] == 1 and best["map"]["0.5"] == pytest.approx(1.0) and best["fnr"] == 0
+    from uprm.model import UPRMConfig
+
+    assert bs.DecisionRule.from_config(UPRMConfig.tiny(**rule.config_fields())) == rule  # shipped in the config
 
 
 def test_bad_input_is_a_clear_error(tmp_path):

@@ -252,3 +252,13 @@ def test_main_text_with_sbert(capsys, cuva_path, tmp_path):
     assert same["SB"] == pytest.approx(1.0, abs=1e-4)
     assert shifted["SB"] < 0.7 < same["SB"]
     assert shifted["ROUGE-L"] < same["ROUGE-L"] and shifted["BLEU"] < same["BLEU"]
+
+
+def test_analyze_rejects_a_bad_decision_rule_before_loading_a_model(capsys, tmp_path):
+    video = tmp_path / "v.mp4"
+    video.write_bytes(b"not looked at")
+    assert main(["analyze", str(video), "--min-segment", "-1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: min_segment_s must be >= 0 seconds") and "Traceback" not in err
+    assert main(["analyze", str(video), "--threshold", "1.5"]) == 2
+    assert "threshold must be in (0, 1)" in capsys.readouterr().err

@@ -107,3 +107,62 @@ def test_background_and_coarse_experts_shapes_and_padding(x):
     x.step_mask[0, 2:] = False
     for out in (VisualBackgroundExpert(CFG)(x.background, x.step_mask), CoarseVideoExpert(CFG)(x.coarse, x.step_mask)):
         assert out.shape == (2, 5, CFG.d_model) and not out[0, 2:].any() and out[1].abs().sum() > 0
+
+
+@torch.no_grad()
+def test_ore_reads_entity_motion_and_masks_it_with_the_entity(x):
+    ore = ObjectRelationExpert(CFG).eval()
+    moving = x.object_motion.clone()
+    moving[..., 0] += 3.0  # everyone runs
+    assert not torch.allclose(ore_out(ore, x, object_motion=moving), ore_out(ore, x, object_motion=x.object_motion))
+    # motion of a masked entity changes nothing
+    hidden = ~x.object_mask
+    ghost = torch.where(hidden.unsqueeze(-1), moving, x.object_motion)
+    torch.testing.assert_close(ore_out(ore, x, object_motion=ghost), ore_out(ore, x, object_motion=x.object_motion))
+
+
+@torch.no_grad()
+def test_threat_head_context_starts_as_the_per_step_head_and_ignores_padding():
+    from uprm.model.uprm_model import ThreatHead
+
+    torch.manual_seed(0)
+    per_step, ctx = ThreatHead(16), ThreatHead(16, context_steps=5)
+    ctx.net.load_state_dict(per_step.net.state_dict())
+    z = torch.randn(2, 7, 16)
+    mask = torch.ones(2, 7, dtype=torch.bool)
+    mask[1, 5:] = False
+    torch.testing.assert_close(ctx(z, mask), per_step(z, mask))  # zero-initialised temporal part
+    assert ThreatHead(16, 1).temporal is None  # kernel 1: nothing built, old checkpoints load unchanged
+    ctx.temporal.weight.normal_()
+    a = ctx(z, mask)
+    z2 = z.clone()
+    z2[1, 5:] = 100.0  # padding steps
+    torch.testing.assert_close(ctx(z2, mask)[1, :5], a[1, :5])
+    z3 = z.clone()
+    z3[0, 6] += 1.0  # a neighbour 2 steps away changes step 4 (kernel 5), not step 3
+    b = ctx(z3, mask)
+    assert not torch.allclose(b[0, 4], a[0, 4]) and torch.allclose(b[0, 3], a[0, 3])
+
+
+def test_threat_context_steps_must_be_odd():
+    from uprm.model import ConfigError
+
+    with pytest.raises(ConfigError, match="odd"):
+        UPRMConfig.tiny(threat_context_steps=4)
+    assert UPRMConfig.small().threat_context_steps == 9 and UPRMConfig.tiny().threat_context_steps == 1
+
+
+@torch.no_grad()
+def test_hpe_window_is_local_in_time_and_blind_to_absolute_time():
+    cfg = UPRMConfig.tiny(max_persons=3, max_entities=4, hpe_window_s=1.0)
+    hpe = HumanPoseExpert(cfg).eval()
+    x = random_expert_inputs(cfg, batch_size=1, num_steps=12, seed=3)  # steps 0.5 s apart
+    out = hpe_out(hpe, x)
+    late = hpe(x.pose, x.person_mask, x.coarse, x.times_s + 300.0, x.step_mask)  # the same clip 5 min later
+    torch.testing.assert_close(late, out)
+    far = x.pose.clone()
+    far[:, 8:] = torch.rand_like(far[:, 8:])  # poses from 4.0 s on change
+    changed = hpe_out(hpe, x, pose=far)
+    # two attentions of +-1 s each: steps up to 1.5 s reach poses up to 3.5 s at most
+    torch.testing.assert_close(changed[:, :4], out[:, :4])
+    assert not torch.allclose(changed[:, 7], out[:, 7])

@@ -27,14 +27,23 @@ Progress = Callable[[str, float], None]
 @dataclass(frozen=True)
 class AnalysisSettings:
     sample_fps: float = 2.0
-    threshold: float | None = None  # per-step threat probability that opens a segment (None: the model's own)
-    min_segment_s: float = 1.0  # shorter runs are dropped as flicker
-    merge_gap_s: float = 1.0  # runs closer than this are one segment
+    # the decision rule; None = the one the checkpoint was tuned with (its config's threat_* fields)
+    threshold: float | None = None  # per-step threat probability that opens a segment
+    min_segment_s: float | None = None  # shorter runs are dropped as flicker
+    merge_gap_s: float | None = None  # runs closer than this are one segment
     explain: bool = True  # write a cause per segment with the language model
     max_new_tokens: int = 48
     seed: int = 0
     ablation: tuple[str, ...] = ()  # any of no_hpe, no_ore, no_vbe, no_upe, no_ptr
     sam2_checkpoint: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.threshold is not None and not 0.0 < self.threshold < 1.0:
+            raise ValueError(f"threshold must be in (0, 1), got {self.threshold}")
+        for name in ("min_segment_s", "merge_gap_s"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ValueError(f"{name} must be >= 0 seconds, got {value}")
 
 
 @dataclass
@@ -113,6 +122,16 @@ class AnalysisUpdate:
 
 
 # ----------------------------------------------------------------------------------- segments
+
+
+def decision_rule(settings: AnalysisSettings, config) -> AnalysisSettings:
+    """``settings`` with every decision-rule field left None filled from the checkpoint's config."""
+    return replace(settings,
+                   threshold=float(config.threat_threshold if settings.threshold is None else settings.threshold),
+                   min_segment_s=float(config.threat_min_segment_s if settings.min_segment_s is None
+                                       else settings.min_segment_s),
+                   merge_gap_s=float(config.threat_merge_gap_s if settings.merge_gap_s is None
+                                     else settings.merge_gap_s))
 
 
 def segments_from_scores(times_s: np.ndarray, probs: np.ndarray, step_s: float, threshold: float,
@@ -301,8 +320,7 @@ def analyze_iter(video: str | Path, model, settings: AnalysisSettings | None = N
 
 def _fuse_and_explain(model, evidence: VideoEvidence, settings: AnalysisSettings,
                       model_id: str | None) -> Iterator[AnalysisUpdate]:
-    if settings.threshold is None:  # the threshold tuned for this checkpoint, recorded in the Analysis
-        settings = replace(settings, threshold=float(model.config.threat_threshold))
+    settings = decision_rule(settings, model.config)  # recorded in the Analysis as applied
     inputs, prob, gates = run_model(model, evidence)
     times = evidence.times_s
     step_s = 1.0 / evidence.sample_fps

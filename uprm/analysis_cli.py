@@ -27,6 +27,10 @@ def register(subparsers) -> None:
     p.add_argument("--fps", type=float, default=2.0, help="sampling rate in time steps per second (default 2)")
     p.add_argument("--threshold", type=float, default=None,
                    help="threat probability that opens a segment (default: the one tuned for the model)")
+    p.add_argument("--min-segment", type=float, default=None, metavar="S",
+                   help="drop segments shorter than S seconds (default: the model's tuned value)")
+    p.add_argument("--merge-gap", type=float, default=None, metavar="S",
+                   help="join segments closer than S seconds (default: the model's tuned value)")
     p.add_argument("--ablation", action="append", default=[],
                    choices=["no_hpe", "no_ore", "no_vbe", "no_upe", "no_ptr"], help="switch an expert off")
     p.add_argument("--no-explain", action="store_true", help="skip writing causes with the language model")
@@ -38,7 +42,8 @@ def register(subparsers) -> None:
 def _settings(args):
     from uprm.analysis import AnalysisSettings
 
-    return AnalysisSettings(sample_fps=args.fps, threshold=args.threshold, explain=not args.no_explain,
+    return AnalysisSettings(sample_fps=args.fps, threshold=args.threshold, min_segment_s=args.min_segment,
+                            merge_gap_s=args.merge_gap, explain=not args.no_explain,
                             seed=args.seed, ablation=tuple(args.ablation), sam2_checkpoint=args.sam2_checkpoint)
 
 
@@ -65,9 +70,13 @@ def run(args) -> int:
     if src.is_dir() and not videos:
         print(f"error: no video files ({', '.join(sorted(VIDEO_SUFFIXES))}) in {src}", file=sys.stderr)
         return 2
+    try:
+        settings = _settings(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     model = build_model(args.model)
     model.eval()
-    settings = _settings(args)
     results, failed = [], 0
     for video in videos:
         bar = tqdm(total=100, desc=video.name, unit="%", leave=False)

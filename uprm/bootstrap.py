@@ -14,13 +14,13 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 THREATS_PER_CLIP_P = (0.25, 0.45, 0.30)  # P(0), P(1), P(2) threat events per composed clip
-CHECKPOINT_VERSION = "uprm-small-bootstrap-v1"
+CHECKPOINT_VERSION = "uprm-small-bootstrap-v2"
 Say = Callable[[str], None]
 
 
@@ -172,6 +172,62 @@ def compose_set(name: str, windows: Sequence[SourceWindow], n_clips: int, seed: 
     return out
 
 
+def plain_set(name: str, windows: Sequence[SourceWindow], clip_s: float, out_dir: str | Path, *,
+              progress: Say | None = None) -> ComposedSet:
+    """Each window cut into back-to-back clips of about ``clip_s`` seconds with nothing pasted in, written
+    exactly as composed clips are (same encoder, same ground-truth files, no threat): real footage as
+    threat-free training examples, so the model meets the camera's own people and not only pasted ones."""
+    from uprm.compose import compose, prepare
+    from uprm.compose.compositor import GT_VERSION, write_gt
+    from uprm.compose.source import probe
+
+    if clip_s < 5.0:
+        raise BootstrapError(f"{name}: clip_s must be at least 5 s, got {clip_s:g}")
+    say = progress or _noop
+    out_dir = Path(out_dir)
+    database: dict[str, dict] = {}
+    clips: list[ClipRecord] = []
+    t0 = time.perf_counter()
+    for w in windows:
+        if not Path(w.path).is_file():
+            raise BootstrapError(f"{name}: source video {w.path} does not exist")
+        video = probe(w.path)
+        end_s = video.duration_s if w.end_s is None else min(w.end_s, video.duration_s)
+        n = max(1, int((end_s - w.start_s) // clip_s))
+        piece_s = int((end_s - w.start_s) / n * video.fps) / video.fps  # whole frames
+        footage = None
+        for i in range(n):
+            start_s = round(w.start_s + i * piece_s, 3)
+            video_id = f"{name}_{Path(w.path).stem}_{i:03d}"
+            path = out_dir / "videos" / f"{video_id}.mp4"
+            gt_file = path.with_suffix(".json")
+            plan = {"source_sha256": video.content_hash, "start_s": start_s, "clip_s": piece_s, "plain": True}
+            gt = _cached_clip(path, gt_file, plan)
+            if gt is None:
+                footage = footage or prepare(w.path, sprite_window_s=(w.start_s, end_s))
+                gt = compose(footage, [], 0, path, start_s=start_s, clip_s=piece_s, n_harmless=0,
+                             video_id=video_id, gt_path=gt_file).gt
+                gt["plan"] = plan
+                write_gt(gt, gt_file)
+            entry = gt["database"][video_id]
+            database[video_id] = entry
+            clips.append(ClipRecord(video_id=video_id, path=str(path.resolve()), duration_s=float(entry["duration"]),
+                                    fps=float(entry["fps"]), source=Path(w.path).name, source_start_s=start_s,
+                                    seed=0, segments_s=(), labels=(), causes=(), harmless=()))
+            say(f"{name} {video_id}: {piece_s:g} s of {Path(w.path).name} from {start_s:g} s, nothing pasted")
+    out = ComposedSet(name, out_dir, 0, clips, time.perf_counter() - t0)
+    write_gt({"version": GT_VERSION, "database": database}, out.gt_path)
+    out.manifest_path.write_text(json.dumps({"name": name, "seed": 0, "windows": [asdict(w) for w in windows],
+                                             "clips": [asdict(c) for c in clips]}, indent=1) + "\n")
+    return out
+
+
+def merged(name: str, *sets: ComposedSet) -> ComposedSet:
+    """One set holding the clips of several (e.g. composed + plain training clips), in order."""
+    return ComposedSet(name, sets[0].out_dir, sets[0].seed, [c for s in sets for c in s.clips],
+                       sum(s.compose_s for s in sets))
+
+
 def _cached_clip(path: Path, gt_file: Path, plan: dict) -> dict | None:
     if not (path.is_file() and gt_file.is_file()):
         return None
@@ -277,6 +333,7 @@ class TrainRecipe:
     max_steps: int | None = None
     warmup_ratio: float = 0.03
     stage: int = 2
+    weight_decay: float = 0.0
 
     def cli_args(self, data: Sequence[str | Path], out_dir: str | Path, init: str | Path = "small-untrained",
                  num_threads: int | None = None) -> list[str]:
@@ -293,6 +350,8 @@ class TrainRecipe:
             args += ["--ablation", *self.ablation]
         if self.max_steps is not None:
             args += ["--max-steps", str(self.max_steps)]
+        if self.weight_decay:
+            args += ["--weight-decay", repr(self.weight_decay)]
         if num_threads:
             args += ["--num-threads", str(num_threads)]
         return args
@@ -360,6 +419,7 @@ def train_threat_only(init: str | Path, composed: ComposedSet, out_dir: str | Pa
     settings = TrainSettings(stage=2, lr=recipe.lr, warmup_ratio=recipe.warmup_ratio, batch_size=recipe.batch_size,
                              epochs=recipe.epochs, alpha=recipe.alpha, max_steps=recipe.max_steps,
                              ablation=recipe.ablation, seed=recipe.seed, checkpoint_every=1000, log_every=10,
+                             weight_decay=recipe.weight_decay,
                              num_threads=num_threads, show_progress=False)
     result = train(model, examples, out_dir, settings, run_info={"init": str(init), "threat_only": True})
     return TrainRun(Path(out_dir), what, round(result.elapsed_s, 3), loss_summary(out_dir))
@@ -392,12 +452,13 @@ def loss_summary(run_dir: str | Path, n_points: int = 8) -> dict:
 
 
 def ship_checkpoint(run_dir: str | Path, dest: str | Path, model_id: str, *, fp16: bool = True,
-                    shared_adapter: str | Path | None = None) -> dict:
+                    shared_adapter: str | Path | None = None, config_overrides: dict | None = None) -> dict:
     """Copy a run's final model into ``dest`` as config.json + uprm.safetensors (+ lora_adapter/), in
     float16 when ``fp16`` (the loader casts back to float32), named ``model_id``.
 
     ``shared_adapter``: instead of a copy, ``dest/lora_adapter`` becomes a relative symlink to this
     adapter folder, which must hold exactly the run's adapter (checked tensor by tensor).
+    ``config_overrides``: config fields to record (e.g. the tuned decision rule, ``DecisionRule.config_fields``).
     Returns {file: bytes} of what was written.
     """
     import shutil
@@ -408,6 +469,8 @@ def ship_checkpoint(run_dir: str | Path, dest: str | Path, model_id: str, *, fp1
     from uprm.model.io import ADAPTER_DIR, WEIGHTS_FILE, build_model, save_model
 
     model = build_model(str(run_dir))
+    if config_overrides:
+        model.config = model.config.with_overrides(**config_overrides)
     dest = Path(dest)
     tmp = dest.with_name(dest.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -472,14 +535,38 @@ def score_video(model, evidence, video_id: str, ablation: tuple[str, ...] = ()) 
                   np.asarray(evidence.times_s, dtype=np.float64), prob.astype(np.float64), gates.astype(np.float64))
 
 
-def predicted_segments(scored: Scored, threshold: float, min_segment_s: float = 1.0, merge_gap_s: float = 1.0):
+@dataclass(frozen=True)
+class DecisionRule:
+    """How per-step probabilities become segments (``uprm.analysis.segments_from_scores``); a shipped
+    checkpoint carries the one it was tuned with in its config (threat_threshold, threat_min_segment_s,
+    threat_merge_gap_s)."""
+
+    threshold: float
+    min_segment_s: float = 1.0
+    merge_gap_s: float = 1.0
+
+    @classmethod
+    def of(cls, rule: "DecisionRule | float") -> "DecisionRule":
+        return rule if isinstance(rule, DecisionRule) else cls(float(rule))
+
+    @classmethod
+    def from_config(cls, config) -> "DecisionRule":
+        return cls(float(config.threat_threshold), float(config.threat_min_segment_s), float(config.threat_merge_gap_s))
+
+    def config_fields(self) -> dict:
+        return {"threat_threshold": self.threshold, "threat_min_segment_s": self.min_segment_s,
+                "threat_merge_gap_s": self.merge_gap_s}
+
+
+def predicted_segments(scored: Scored, rule: DecisionRule | float):
     """Segments exactly as ``uprm.analysis`` cuts them from the per-step probabilities."""
     from uprm.analysis import _segment_bounds, segments_from_scores
     from uprm.segments import Segment
 
+    rule = DecisionRule.of(rule)
     out = []
-    for first, last in segments_from_scores(scored.times_s, scored.prob, scored.step_s, threshold, min_segment_s,
-                                            merge_gap_s):
+    for first, last in segments_from_scores(scored.times_s, scored.prob, scored.step_s, rule.threshold,
+                                            rule.min_segment_s, rule.merge_gap_s):
         s, e = _segment_bounds(scored.times_s, first, last, scored.step_s, scored.duration_s)
         out.append(Segment(scored.video_id, s, e, "threat", float(scored.prob[first:last + 1].max())))
     return out
@@ -488,37 +575,67 @@ def predicted_segments(scored: Scored, threshold: float, min_segment_s: float = 
 def gt_segments(composed: ComposedSet):
     from uprm.segments import Segment
 
-    return [Segment(c.video_id, s, e, "threat", None, cause)
-            for c in composed.clips for (s, e), cause in zip(c.segments_s, c.causes)]
+    return [Segment(c.video_id, s, e, label, None, cause)
+            for c in composed.clips for (s, e), label, cause in zip(c.segments_s, c.labels, c.causes)]
 
 
-def detection_scores(composed: ComposedSet, scored: Sequence[Scored], threshold: float, fps: float = 10.0) -> dict:
-    """Frame FNR / F2 and class-agnostic mAP at tIoU 0.1/0.3/0.5 (fractions) at one threshold."""
+def detection_scores(composed: ComposedSet, scored: Sequence[Scored], rule: DecisionRule | float,
+                     fps: float = 10.0) -> dict:
+    """Frame FNR / F2, class-agnostic mAP at tIoU 0.1/0.3/0.5 (fractions) and, per event kind, how many
+    GT events some prediction overlaps at tIoU >= 0.5, under one decision rule."""
     from uprm.metrics import frame_level, temporal_map
+    from uprm.segments import tiou
 
+    rule = DecisionRule.of(rule)
     gt = gt_segments(composed)
-    pred = [seg for s in scored for seg in predicted_segments(s, threshold)]
+    pred = [seg for s in scored for seg in predicted_segments(s, rule)]
     durations = {c.video_id: c.duration_s for c in composed.clips}
     fl = frame_level(gt, pred, durations, fps=fps)
-    dm = temporal_map(gt, pred, CUVA_TIOUS, class_agnostic=True)
-    return {"threshold": threshold, "fnr": fl.fnr, "f2": fl.f2, "precision": fl.precision, "recall": fl.recall,
+    agnostic = [replace(g, label="threat") for g in gt]
+    dm = temporal_map(agnostic, pred, CUVA_TIOUS, class_agnostic=True)
+    by_kind: dict[str, list[int]] = {}
+    for g in gt:
+        best = max((tiou((g.start_s, g.end_s), (p.start_s, p.end_s)) for p in pred if p.video_id == g.video_id),
+                   default=0.0)
+        hit = by_kind.setdefault(g.label, [0, 0])
+        hit[0] += best >= 0.5
+        hit[1] += 1
+    return {"threshold": rule.threshold, "rule": asdict(rule), "fnr": fl.fnr, "f2": fl.f2,
+            "precision": fl.precision, "recall": fl.recall,
             "map": {f"{t:g}": dm.map_at[t] for t in CUVA_TIOUS}, "map_avg": dm.average_map,
-            "n_gt": dm.n_gt, "n_pred": dm.n_pred}
+            "n_gt": dm.n_gt, "n_pred": dm.n_pred, "hits_at_0.5_by_kind": dict(sorted(by_kind.items()))}
+
+
+THRESHOLDS = tuple(float(t) for t in np.round(np.arange(0.2, 0.91, 0.05), 2))
+
+
+def objective(row: dict) -> float:
+    """What rules and warm-up lengths are chosen by: (frame F2 + average mAP) / 2 of a ``detection_scores``
+    row (NaN counts as 0)."""
+    f2 = 0.0 if np.isnan(row["f2"]) else row["f2"]
+    m = 0.0 if np.isnan(row["map_avg"]) else row["map_avg"]
+    return 0.5 * (f2 + m)
+
+
+def tune_rule(composed: ComposedSet, scored: Sequence[Scored], thresholds: Sequence[float] = THRESHOLDS,
+              min_segments_s: Sequence[float] = (1.0,), merge_gaps_s: Sequence[float] = (1.0,)
+              ) -> tuple[DecisionRule, list]:
+    """The decision rule that maximises (F2 + average mAP) / 2 on ``composed`` (a training or validation
+    set: never call this with held-out data). Ties go to the higher threshold (fewer false alarms), then
+    to the longer minimum segment and the larger merge gap (fewer, longer segments)."""
+    rules = [DecisionRule(float(t), float(m), float(g)) for t in thresholds for m in min_segments_s
+             for g in merge_gaps_s]
+    table = [detection_scores(composed, scored, r) for r in rules]
+    best = max(range(len(table)), key=lambda i: (round(objective(table[i]), 6), rules[i].threshold,
+                                                 rules[i].min_segment_s, rules[i].merge_gap_s))
+    return rules[best], table
 
 
 def tune_threshold(composed: ComposedSet, scored: Sequence[Scored],
-                   candidates: Sequence[float] = tuple(np.round(np.arange(0.2, 0.91, 0.05), 2))) -> tuple[float, list]:
-    """The analysis threshold that maximises (F2 + average mAP) / 2 on ``composed`` (the TRAINING set:
-    never call this with held-out data). Ties go to the higher threshold (fewer false alarms)."""
-    table = [detection_scores(composed, scored, float(t)) for t in candidates]
-
-    def objective(row: dict) -> float:
-        f2 = 0.0 if np.isnan(row["f2"]) else row["f2"]
-        m = 0.0 if np.isnan(row["map_avg"]) else row["map_avg"]
-        return 0.5 * (f2 + m)
-
-    best = max(range(len(table)), key=lambda i: (round(objective(table[i]), 6), candidates[i]))
-    return float(candidates[best]), table
+                   candidates: Sequence[float] = THRESHOLDS) -> tuple[float, list]:
+    """``tune_rule`` over the threshold alone (1 s minimum segment and merge gap)."""
+    rule, table = tune_rule(composed, scored, candidates)
+    return rule.threshold, table
 
 
 def gate_balance(scored: Sequence[Scored]) -> dict:
@@ -527,11 +644,11 @@ def gate_balance(scored: Sequence[Scored]) -> dict:
     return {name: round(float(v), 4) for name, v in zip(("R_hpe", "R_ore", "R_vbe", "coarse_share"), g.mean(axis=0))}
 
 
-def false_alarms(scored: Sequence[Scored], threshold: float) -> dict:
+def false_alarms(scored: Sequence[Scored], rule: DecisionRule | float) -> dict:
     """Predicted segments on threat-free footage: every one is a false alarm."""
     per_video = {s.video_id: {"duration_s": round(s.duration_s, 2),
                               "false_alarms": [[round(x.start_s, 1), round(x.end_s, 1)]
-                                               for x in predicted_segments(s, threshold)],
+                                               for x in predicted_segments(s, rule)],
                               "max_prob": round(float(s.prob.max()), 4)} for s in scored}
     total_s = sum(s.duration_s for s in scored)
     n = sum(len(v["false_alarms"]) for v in per_video.values())
@@ -540,7 +657,7 @@ def false_alarms(scored: Sequence[Scored], threshold: float) -> dict:
             "per_10_min": n * 600.0 / total_s if total_s else float("nan")}
 
 
-def cause_pairs(model, composed: ComposedSet, evidences: dict, scored: dict[str, Scored], threshold: float,
+def cause_pairs(model, composed: ComposedSet, evidences: dict, scored: dict[str, Scored], rule: DecisionRule | float,
                 max_new_tokens: int = 48) -> list[dict]:
     """One (GT cause, generated cause) pair per GT threat: the cause the analysis pipeline writes for the
     predicted segment that overlaps the GT segment most (tIoU), with the same prompt and evidence
@@ -555,7 +672,7 @@ def cause_pairs(model, composed: ComposedSet, evidences: dict, scored: dict[str,
         if not c.segments_s:
             continue
         sc, ev = scored[c.video_id], evidences[c.path]
-        preds = predicted_segments(sc, threshold)
+        preds = predicted_segments(sc, rule)
         inputs = featurize(ev, model.config)
         written: dict[int, str] = {}
         for (gs, ge), cause in zip(c.segments_s, c.causes):

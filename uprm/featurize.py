@@ -12,7 +12,14 @@ import numpy as np
 from uprm.evidence import NUM_JOINTS, PREDICATES, FrameEvidence, VideoEvidence
 from uprm.model.config import UPRMConfig
 from uprm.model.errors import InputError
-from uprm.model.inputs import ExpertInputs
+from uprm.model.inputs import MOTION_FEATURES, ExpertInputs
+
+MOTION_LOOKBACK_S = 1.0  # velocity is the displacement over (up to) the last second of the track
+STILL_RADIUS_H = 0.5  # "still" = within half its own height of where it is now
+MAX_SPEED_HPS = 5.0  # clip: a tracker's id switch can fake any speed
+# ages and still times are capped: a model trained on 10-16 s clips must read "8 s" and "80 s" alike,
+# or a long video's old tracks (parked cars, people standing about) look like nothing it was trained on
+MAX_DWELL_S = 8.0
 
 _PREDICATE_INDEX = {name: i for i, name in enumerate(PREDICATES)}
 
@@ -39,7 +46,9 @@ def featurize(evidence: VideoEvidence, config: UPRMConfig) -> ExpertInputs:
     background = np.zeros((t, config.d_bg), np.float32)
     background_mask = np.zeros(t, bool)
     coarse = np.zeros((t, config.d_coarse), np.float32)
+    object_motion = np.zeros((t, k, len(MOTION_FEATURES)), np.float32)
     scale = np.array([width, height, width, height], np.float32)
+    motion = entity_motion(frames, width, height)
 
     for i, frame in enumerate(frames):
         order = np.argsort(-np.asarray(frame.scores, np.float64), kind="stable")
@@ -65,6 +74,7 @@ def featurize(evidence: VideoEvidence, config: UPRMConfig) -> ExpertInputs:
         object_box[i, :n] = np.clip(np.asarray(frame.boxes, np.float32)[kept] / scale, 0.0, 1.0)
         object_score[i, :n] = np.clip(np.asarray(frame.scores, np.float32)[kept], 0.0, 1.0)
         object_mask[i, :n] = True
+        object_motion[i, :n] = motion[i][kept]
         slot_of = {int(j): s for s, j in enumerate(kept)}
         for rel in frame.relations:
             s, o = slot_of.get(rel.subject), slot_of.get(rel.object)
@@ -89,7 +99,45 @@ def featurize(evidence: VideoEvidence, config: UPRMConfig) -> ExpertInputs:
         background=one(background), background_mask=one(background_mask), coarse=one(coarse),
         step_mask=torch.ones(1, t, dtype=torch.bool),
         times_s=one(np.array([f.time_s for f in frames], np.float32)),
+        object_motion=one(object_motion),
     )
+
+
+def entity_motion(frames: list[FrameEvidence], width: int, height: int) -> list[np.ndarray]:
+    """Per frame, (N, len(MOTION_FEATURES)) kinematics of each entity from its track's past (causal: only
+    earlier frames are used, so a streaming analysis would compute the same). Untracked entities (track
+    id < 0) get zeros."""
+    history: dict[tuple[int, int], list[tuple[float, float, float, float]]] = {}  # (class, track) -> t, cx, cy, h
+    out = []
+    for frame in frames:
+        m = np.zeros((len(frame), len(MOTION_FEATURES)), np.float32)
+        boxes = np.asarray(frame.boxes, np.float64).reshape(-1, 4)
+        for j, tid in enumerate(np.asarray(frame.track_ids).reshape(-1)):
+            if tid < 0:
+                continue
+            x1, y1, x2, y2 = boxes[j]
+            now = (float(frame.time_s), (x1 + x2) / 2, (y1 + y2) / 2, max(y2 - y1, 1.0))
+            hist = history.setdefault((int(frame.class_ids[j]), int(tid)), [])
+            hist.append(now)
+            t, cx, cy, h = now
+            past = [p for p in hist[:-1] if t - p[0] <= MOTION_LOOKBACK_S + 1e-6]
+            if past:
+                t0, x0, y0, _ = past[0]
+                dt = max(t - t0, 1e-6)
+                vx, vy = (cx - x0) / dt, (cy - y0) / dt
+                h_mean = float(np.mean([p[3] for p in past] + [h]))
+                m[j, 0] = min(np.hypot(vx, vy) / h_mean, MAX_SPEED_HPS)
+                m[j, 1] = np.clip(vx / width, -2.0, 2.0)
+                m[j, 2] = np.clip(vy / height, -2.0, 2.0)
+            still_since = t
+            for p in reversed(hist[:-1]):
+                if np.hypot(p[1] - cx, p[2] - cy) > STILL_RADIUS_H * h:
+                    break
+                still_since = p[0]
+            m[j, 3] = np.log1p(min(t - hist[0][0], MAX_DWELL_S))
+            m[j, 4] = np.log1p(min(t - still_since, MAX_DWELL_S))
+        out.append(m)
+    return out
 
 
 def _vector(frame: FrameEvidence, name: str, dim: int) -> np.ndarray | None:

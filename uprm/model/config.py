@@ -133,6 +133,11 @@ class UPRMConfig:
     d_coarse: int = 512 + 1
     hpe_joint_dim: int = 64  # p in eq. 1
     hpe_graph_layers: int = 1
+    # 0 = HPE's two attentions span the whole video and see absolute time (the paper's form). > 0: each
+    # step attends only to steps within this many seconds and absolute time is left out, so a 10-minute
+    # video is read like the short clips a model is trained on (no "threats come late in a clip" prior,
+    # no time encodings never seen in training).
+    hpe_window_s: float = 0.0
     ore_node_dim: int = 128
     ore_graph_layers: int = 2  # L in eqs. 4-5
     vbe_layers: int = 2
@@ -145,8 +150,16 @@ class UPRMConfig:
     alpha: float = 0.05  # weight of L_z in L = L_ce + alpha * L_z
     threat_loss_weight: float = 1.0  # weight of the per-step threat BCE (when targets are given)
     seed: int = 0  # initialisation of UPRM's own modules
-    # per-step threat probability that opens a segment; tuned on training data for a shipped checkpoint
+    # time steps the threat head sees around each step (odd; 1 = that step only). A threat is an episode,
+    # not a frame: at 2 steps/s, 9 steps let the head weigh 2 s either side, which steadies segment
+    # bounds. The paper's head is the LM itself; this per-step head is ours (see ThreatHead).
+    threat_context_steps: int = 1
+    # the decision rule a shipped checkpoint was tuned with (uprm.analysis applies it unless told otherwise):
+    # per-step probability that opens a segment, runs shorter than threat_min_segment_s dropped, runs
+    # closer than threat_merge_gap_s joined
     threat_threshold: float = 0.5
+    threat_min_segment_s: float = 1.0
+    threat_merge_gap_s: float = 1.0
     ablation: Ablation = field(default_factory=Ablation)
     lm: LMConfig = field(default_factory=LMConfig)
 
@@ -166,6 +179,13 @@ class UPRMConfig:
             raise ConfigError(f"time_dim must be even (sin and cos pairs), got {self.time_dim}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.hpe_window_s < 0:
+            raise ConfigError(f"hpe_window_s must be >= 0 (0 = whole video), got {self.hpe_window_s}")
+        if self.threat_context_steps < 1 or self.threat_context_steps % 2 == 0:
+            raise ConfigError(f"threat_context_steps must be an odd number >= 1, got {self.threat_context_steps}")
+        if self.threat_min_segment_s < 0 or self.threat_merge_gap_s < 0:
+            raise ConfigError(f"threat_min_segment_s and threat_merge_gap_s must be >= 0, got "
+                              f"{self.threat_min_segment_s}, {self.threat_merge_gap_s}")
         if not 0.0 < self.threat_threshold < 1.0:
             raise ConfigError(f"threat_threshold must be in (0, 1), got {self.threat_threshold}")
         if self.alpha < 0 or self.threat_loss_weight < 0:
@@ -180,8 +200,9 @@ class UPRMConfig:
 
     @classmethod
     def small(cls, **overrides: Any) -> "UPRMConfig":
-        """The embedded CPU default: SmolLM2-135M-Instruct + LoRA."""
-        return cls().with_overrides(**overrides)
+        """The embedded CPU default: SmolLM2-135M-Instruct + LoRA, threat head over 9 steps (4.5 s), HPE
+        attention within 4 s."""
+        return cls(threat_context_steps=9, hpe_window_s=4.0).with_overrides(**overrides)
 
     @classmethod
     def paper(cls, name_or_path: str = PAPER_HUB_ID, **overrides: Any) -> "UPRMConfig":

@@ -9,6 +9,8 @@ when every neighbour is undetected (occluded joints are dropped from M) and lets
 feature in g_hat, as in GAT. People are pooled per time step into one pose token, then the video
 (coarse) tokens attend to the pose tokens, T_c = softmax(Q_v K_t^T / sqrt(d_h)) V_t, followed by
     T_c' = LN(T_c + MSA(T_c)),   T_{c+1} = LN(T_c' + FFN(T_c')).
+With ``hpe_window_s`` > 0 both attentions are restricted to steps within that many seconds and carry no
+absolute time (see UPRMConfig.hpe_window_s); 0 keeps the paper's whole-video form.
 """
 from __future__ import annotations
 
@@ -71,6 +73,7 @@ class HumanPoseExpert(nn.Module):
         self.video_in = nn.Sequential(nn.LayerNorm(config.d_coarse), nn.Linear(config.d_coarse, d))
         self.time_in = nn.Linear(config.time_dim, d)
         self.time_dim = config.time_dim
+        self.window_s = float(config.hpe_window_s)
         # a learned "no pose" key: a video without any person still has something to attend to
         self.null_key = nn.Parameter(torch.randn(d) * 0.02)
         self.q = nn.Linear(d, d)
@@ -102,19 +105,28 @@ class HumanPoseExpert(nn.Module):
         b, t, _ = coarse.shape
         d, h = self.null_key.shape[0], self.num_heads
         tokens, has_pose = self.pose_tokens(pose, person_mask)  # (B, T, d), (B, T)
-        when = self.time_in(time_encoding(times_s, self.time_dim))  # (B, T, d)
+        valid = has_pose & step_mask  # (B, T): steps whose pose token can be attended to
+        if self.window_s > 0:  # local in time, no absolute time (see UPRMConfig.hpe_window_s)
+            when = torch.zeros(b, t, d, dtype=coarse.dtype, device=coarse.device)
+            near = (times_s.unsqueeze(2) - times_s.unsqueeze(1)).abs() <= self.window_s + 1e-6  # (B, T, T)
+        else:
+            when = self.time_in(time_encoding(times_s, self.time_dim))  # (B, T, d)
+            near = torch.ones(b, t, t, dtype=torch.bool, device=coarse.device)
         video = self.video_in(coarse) + when  # T_v: queries
         keys = torch.cat([self.null_key.expand(b, 1, d), tokens + when], dim=1)  # (B, 1+T, d)
         values = torch.cat([self.null_key.expand(b, 1, d), tokens], dim=1)  # (B, 1+T, d)
-        key_ok = torch.cat([torch.ones_like(has_pose[:, :1]), has_pose & step_mask], dim=1)  # (B, 1+T)
+        key_ok = torch.cat([torch.ones_like(near[:, :, :1]), near & valid.unsqueeze(1)], dim=2)  # (B, T, 1+T)
 
         def heads(x: torch.Tensor) -> torch.Tensor:
             return x.reshape(b, x.shape[1], h, d // h).transpose(1, 2)  # (B, h, L, d/h)
 
         attn = F.scaled_dot_product_attention(heads(self.q(video)), heads(self.k(keys)), heads(self.v(values)),
-                                              attn_mask=key_ok[:, None, None, :])  # (B, h, T, d/h)
+                                              attn_mask=key_ok[:, None])  # (B, h, T, d/h)
         t_c = self.o(attn.transpose(1, 2).reshape(b, t, d))  # (B, T, d)
-        msa, _ = self.msa(t_c, t_c, t_c, key_padding_mask=~step_mask, need_weights=False)
+        # a step sees the real steps near it, and always itself (so a padding row is never empty)
+        eye = torch.eye(t, dtype=torch.bool, device=coarse.device)
+        blocked = ~((near & step_mask.unsqueeze(1)) | eye)  # (B, T, T), True = may not attend
+        msa, _ = self.msa(t_c, t_c, t_c, attn_mask=blocked.repeat_interleave(h, dim=0), need_weights=False)
         t_c1 = self.norm1(t_c + self.dropout(msa))  # eq. 2
         out = self.norm2(t_c1 + self.dropout(self.ffn(t_c1)))  # eq. 3
         return out * step_mask.unsqueeze(-1)

@@ -14,6 +14,12 @@ import torch
 from uprm.evidence import NUM_JOINTS, PREDICATES
 from uprm.model.errors import InputError
 
+# per entity, from its track over the last second(s) (uprm.featurize.entity_motion): speed in body
+# heights per second, velocity in frame widths / heights per second, log(1 + seconds since the track
+# appeared), log(1 + seconds it has stayed within half a body height of where it is now), both capped. Falls, runs,
+# loitering and left items are motion over time, which one frame's boxes cannot show.
+MOTION_FEATURES = ("speed_hps", "vx_fps", "vy_fps", "log_age_s", "log_still_s")
+
 
 @dataclass
 class ExpertInputs:
@@ -29,17 +35,23 @@ class ExpertInputs:
     coarse: torch.Tensor  # (B, T, D_coarse) float: global clip/frame feature for CVE and HPE's queries
     step_mask: torch.Tensor  # (B, T) bool: a real (not padding) time step
     times_s: torch.Tensor  # (B, T) float: time of each step in seconds
+    # (B, T, K, MOTION_FEATURES) float: each entity's kinematics from its track (see MOTION_FEATURES);
+    # None = unknown (zeros), e.g. inputs built without tracks
+    object_motion: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.pose.dim() != 5 or self.pose.shape[-2:] != (NUM_JOINTS, 3):
             raise InputError(f"pose must be (B, T, P, {NUM_JOINTS}, 3), got {tuple(self.pose.shape)}")
         b, t, p = self.pose.shape[:3]
         k = self.object_class.shape[-1] if self.object_class.dim() == 3 else -1
+        if self.object_motion is None:
+            self.object_motion = torch.zeros(b, t, max(k, 0), len(MOTION_FEATURES), device=self.pose.device)
         r = len(PREDICATES)
         expected = {
             "person_mask": (b, t, p), "object_class": (b, t, k), "object_box": (b, t, k, 4),
             "object_score": (b, t, k), "object_mask": (b, t, k), "relations": (b, t, r, k, k),
             "background_mask": (b, t), "step_mask": (b, t), "times_s": (b, t),
+            "object_motion": (b, t, k, len(MOTION_FEATURES)),
         }
         bad = {name: tuple(getattr(self, name).shape) for name, shape in expected.items()
                if tuple(getattr(self, name).shape) != shape}
@@ -110,6 +122,7 @@ def _pad(x: ExpertInputs, t: int, p: int, k: int) -> ExpertInputs:
         coarse=pad(x.coarse, (0, 0, 0, dt)),
         step_mask=pad(x.step_mask, (0, dt)),
         times_s=pad(x.times_s, (0, dt)),
+        object_motion=pad(x.object_motion, (0, 0, 0, dk, 0, dt)),
     )
 
 
@@ -137,4 +150,5 @@ def random_expert_inputs(config, batch_size: int = 1, num_steps: int = 8, seed: 
         coarse=torch.randn(b, t, config.d_coarse, generator=g),
         step_mask=torch.ones(b, t, dtype=torch.bool),
         times_s=(torch.arange(t, dtype=torch.float32) / sample_fps).expand(b, t).clone(),
+        object_motion=torch.randn(b, t, k, len(MOTION_FEATURES), generator=g).abs(),
     )

@@ -1,7 +1,7 @@
 """ORE, the fine-grained Object-Relation Expert (paper section 3.1, eqs. 4-5).
 
 Nodes are the entities of one time step (class embedding + normalised box + detector score + unary
-predicate states). Object masking by boxes: an entity outside ``object_mask`` or with an empty box has
+predicate states + the entity's kinematics from its track: speed, velocity, track age, time still). Object masking by boxes: an entity outside ``object_mask`` or with an empty box has
 no feature, no edge and no self loop, so it never contributes. Then L graph layers
     Z = D^-1/2 C D^-1/2 F,   F_{l+1} = sigma(Z W_l),   D_ii = sum_j C_ij,
 an FFN per node (Y_s = FFN(F^(L))), and a masked mean/max pool to one token per step.
@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from uprm.model.config import UPRMConfig
+from uprm.model.inputs import MOTION_FEATURES
 from uprm.model.layers import FFN, masked_mean_max
 
 BOX_FEATURES = 10  # x1, y1, x2, y2, w, h, cx, cy, area, score
@@ -66,6 +67,7 @@ class ObjectRelationExpert(nn.Module):
         self.class_embed = nn.Embedding(config.num_object_classes, n)
         self.box_in = nn.Linear(BOX_FEATURES, n)
         self.unary_in = nn.Linear(r, n)
+        self.motion_in = nn.Linear(len(MOTION_FEATURES), n)
         self.layers = nn.ModuleList(RelationGraphLayer(n, n, r) for _ in range(config.ore_graph_layers))
         self.ffn = FFN(n, 2 * n, n, config.dropout)
         self.out = nn.Linear(2 * n, d)  # [mean, max] over entities
@@ -79,13 +81,16 @@ class ObjectRelationExpert(nn.Module):
         return object_mask & (w > 0) & (h > 0)
 
     def forward(self, object_class: torch.Tensor, object_box: torch.Tensor, object_score: torch.Tensor,
-                object_mask: torch.Tensor, relations: torch.Tensor, step_mask: torch.Tensor) -> torch.Tensor:
+                object_mask: torch.Tensor, relations: torch.Tensor, step_mask: torch.Tensor,
+                object_motion: torch.Tensor | None = None) -> torch.Tensor:
         valid = self.valid_nodes(object_box, object_mask) & step_mask.unsqueeze(-1)  # (B, T, K)
         x1, y1, x2, y2 = object_box.unbind(-1)
         w, h = x2 - x1, y2 - y1
         box = torch.stack([x1, y1, x2, y2, w, h, (x1 + x2) / 2, (y1 + y2) / 2, w * h, object_score], -1)
         unary = torch.diagonal(relations, dim1=-2, dim2=-1).transpose(-1, -2)  # (B, T, R, K) -> (B, T, K, R)
         f = self.class_embed(object_class) + self.box_in(box) + self.unary_in(unary)  # (B, T, K, n)
+        if object_motion is not None:
+            f = f + self.motion_in(object_motion)
         f = f * valid.unsqueeze(-1)
         for layer in self.layers:
             f = layer(f, relations, valid)

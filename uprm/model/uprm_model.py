@@ -49,13 +49,26 @@ class UPRMOutput:
 
 
 class ThreatHead(nn.Module):
-    """Per-step threat logit from z."""
+    """Per-step threat logit from z and, with ``context_steps`` > 1, its neighbours in time.
 
-    def __init__(self, d: int):
+    The temporal part is a depthwise convolution over z added to z (zero-initialised, so it starts as
+    the per-step head); padding steps are zeroed first so they add nothing. With context_steps = 1 it
+    is not built at all, and checkpoints saved before it existed load unchanged.
+    """
+
+    def __init__(self, d: int, context_steps: int = 1):
         super().__init__()
+        self.temporal = None
+        if context_steps > 1:
+            self.temporal = nn.Conv1d(d, d, context_steps, padding=context_steps // 2, groups=d)
+            nn.init.zeros_(self.temporal.weight)
+            nn.init.zeros_(self.temporal.bias)
         self.net = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, d // 2), nn.GELU(), nn.Linear(d // 2, 1))
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, step_mask: torch.Tensor | None = None) -> torch.Tensor:
+        if self.temporal is not None:
+            zm = z if step_mask is None else z * step_mask.unsqueeze(-1)
+            z = z + self.temporal(zm.transpose(1, 2)).transpose(1, 2)  # (B, T, d) -> (B, d, T) -> back
         return self.net(z).squeeze(-1)  # (B, T, 1) -> (B, T)
 
 
@@ -71,7 +84,7 @@ class UPRMModel(nn.Module):
             self.vbe = VisualBackgroundExpert(config)
             self.cve = CoarseVideoExpert(config)
             self.router = TradeoffRouter(config)
-            self.threat_head = ThreatHead(config.d_model)
+            self.threat_head = ThreatHead(config.d_model, config.threat_context_steps)
             self.projector = VideoProjector(config.d_model, config.time_dim, language.hidden_size)
         self.lm = language
 
@@ -112,7 +125,7 @@ class UPRMModel(nn.Module):
             outputs["hpe"] = self.hpe(inputs.pose, inputs.person_mask, inputs.coarse, inputs.times_s, sm)
         if ore_on:
             outputs["ore"] = self.ore(inputs.object_class, inputs.object_box, inputs.object_score,
-                                      inputs.object_mask, inputs.relations, sm)
+                                      inputs.object_mask, inputs.relations, sm, inputs.object_motion)
         if vbe_on:
             outputs["vbe"] = self.vbe(inputs.background, sm)
         experts = torch.stack([outputs.get(name, zero) for name in EXPERTS] + [e_g], dim=2)  # (B, T, 4, d)
@@ -132,7 +145,7 @@ class UPRMModel(nn.Module):
             loss_z = logits.new_zeros(())
         else:
             loss_z = tradeoff_loss(logits, fine_enabled, sm)
-        threat_logits = self.threat_head(gates.z)
+        threat_logits = self.threat_head(gates.z, sm)
 
         out = UPRMOutput(threat_logits=threat_logits, threat_prob=threat_logits.sigmoid(),
                          router_weights=gates.fine_weights, coarse_share=gates.coarse_share, fused=gates.z,

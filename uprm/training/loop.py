@@ -51,15 +51,20 @@ def _scale(progress: Callable[[str, float], None] | None, stage: str) -> Callabl
 # ------------------------------------------------------------------------------------------- scoring
 
 
-def predict_segments(model, feats: VideoFeatures, video_id: str, threshold: float = 0.5,
-                     min_segment_s: float = 1.0, merge_gap_s: float = 1.0):
-    """(segments with scores, per-step probabilities) of one video, as the analysis pipeline reads them."""
+def predict_segments(model, feats: VideoFeatures, video_id: str, threshold: float | None = None,
+                     min_segment_s: float | None = None, merge_gap_s: float | None = None):
+    """(segments with scores, per-step probabilities) of one video, as the analysis pipeline reads them
+    (a decision-rule argument left None is the model's own, from its config)."""
     import numpy as np
     import torch
 
     from uprm.analysis import segments_from_scores
     from uprm.segments import Segment
 
+    cfg = model.config
+    threshold = cfg.threat_threshold if threshold is None else threshold
+    min_segment_s = cfg.threat_min_segment_s if min_segment_s is None else min_segment_s
+    merge_gap_s = cfg.threat_merge_gap_s if merge_gap_s is None else merge_gap_s
     x = feats.inputs.to(model.device)
     with torch.no_grad():
         out = model(x)
@@ -77,7 +82,7 @@ def predict_segments(model, feats: VideoFeatures, video_id: str, threshold: floa
 
 
 def evaluate_videos(model, videos: Sequence[tuple[str, str]], gt: Mapping[str, Sequence[tuple[float, float]]],
-                    features: FeatureSource, threshold: float = 0.5, tious: Sequence[float] = (0.1, 0.3, 0.5),
+                    features: FeatureSource, threshold: float | None = None, tious: Sequence[float] = (0.1, 0.3, 0.5),
                     causes: Mapping[str, str] | None = None, frame_fps: float | None = None) -> EvalScores:
     """Identify / locate scores of ``model`` on ``videos`` ((video_id, path) pairs) against ``gt`` intervals.
 
@@ -88,6 +93,7 @@ def evaluate_videos(model, videos: Sequence[tuple[str, str]], gt: Mapping[str, S
     from uprm import metrics
     from uprm.segments import Segment
 
+    threshold = float(model.config.threat_threshold if threshold is None else threshold)
     was_training = model.training
     model.eval()
     try:
@@ -152,7 +158,7 @@ def run_correction_loop(store, models_root: str | Path, base: str = "small",
                         progress: Callable[[str, float], None] | None = None, cancel=None, *,
                         parent: str | None = None, heldout_fraction: float = 0.25, split_seed: int = 0,
                         features: FeatureSource | None = None, perception_settings=None,
-                        cache_dir: str | Path | None = None, threshold: float = 0.5, text_metrics: bool = False,
+                        cache_dir: str | Path | None = None, threshold: float | None = None, text_metrics: bool = False,
                         promote: str = "if_better", objective: str = "instructions", notes: str = "",
                         **train_overrides: Any) -> ModelVersion:
     """Fine-tune on the store's reviewed corrections and register the result as a new model version.
