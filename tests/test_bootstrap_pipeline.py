@@ -119,6 +119,11 @@ def test_bootstrap_end_to_end_on_short_composed_clips_with_a_tiny_model(tmp_path
     assert run.argv[:5] == ["python", "-m", "uprm", "train", "--stage"]
     assert bs.run_training(bs.TrainRecipe(lr=1e-3, max_steps=2, batch_size=2), [data], tmp_path / "run",
                            init=warm.out_dir, reuse=True).elapsed_s == pytest.approx(run.elapsed_s, abs=1e-3)
+    # other data (or other initial weights) is a different run: reuse does not pick up the stale one
+    data.write_text(data.read_text() + "\n")
+    rerun = bs.run_training(bs.TrainRecipe(lr=1e-3, max_steps=2, batch_size=2), [data], tmp_path / "run",
+                            init=warm.out_dir, reuse=True)
+    assert rerun.elapsed_s != pytest.approx(run.elapsed_s, abs=1e-3)
 
     files = bs.ship_checkpoint(run.out_dir, tmp_path / "ship", "tiny-bootstrap-test")
     assert set(files) == {"config.json", "uprm.safetensors", "lora_adapter/adapter_config.json",

@@ -239,3 +239,25 @@ def test_dataset_builder_writes_clips_ground_truth_and_manifest(footage, tmp_pat
         mine = sorted((s.start_s, s.end_s, s.label) for s in segments if s.video_id == entry["video_id"])
         assert mine == sorted((e["start_s"], e["end_s"], e["kind"]) for e in threats)
         assert len(threats) <= 2 and len(entry["events"]) - len(threats) <= 2
+
+
+def test_a_drawn_threat_that_does_not_fit_is_left_out_but_a_requested_one_is_an_error(footage, monkeypatch):
+    """Random draws (a number of threats) keep the threats that fit; named events must all fit."""
+    from uprm.compose import compositor
+
+    def no_room(scene, spec, window, tag):
+        raise ComposeError(f"{spec.kind}: needs 5.3 s of clip; only 4.3 s are free")
+
+    monkeypatch.setitem(compositor.PLANNERS, "struggle", no_room)
+    fps = footage.video.fps
+    for seed in range(40):  # a seed whose draw includes a struggle
+        scene = _scene(footage, int(14 * fps), seed=seed)
+        specs = compositor._draw_specs(_scene(footage, int(14 * fps), seed=seed), 2, 0)
+        if any(s.kind == "struggle" for s in specs):
+            break
+    else:
+        pytest.skip("no draw with a struggle in 40 seeds")
+    _, events = plan(scene, 2, 0)
+    assert "struggle" not in {e.kind for e in events} and all(e.threat for e in events)
+    with pytest.raises(ComposeError, match="only 4.3 s are free"):
+        plan(_scene(footage, int(14 * fps), seed=0), ["struggle"])

@@ -172,62 +172,6 @@ def compose_set(name: str, windows: Sequence[SourceWindow], n_clips: int, seed: 
     return out
 
 
-def plain_set(name: str, windows: Sequence[SourceWindow], clip_s: float, out_dir: str | Path, *,
-              progress: Say | None = None) -> ComposedSet:
-    """Each window cut into back-to-back clips of about ``clip_s`` seconds with nothing pasted in, written
-    exactly as composed clips are (same encoder, same ground-truth files, no threat): real footage as
-    threat-free training examples, so the model meets the camera's own people and not only pasted ones."""
-    from uprm.compose import compose, prepare
-    from uprm.compose.compositor import GT_VERSION, write_gt
-    from uprm.compose.source import probe
-
-    if clip_s < 5.0:
-        raise BootstrapError(f"{name}: clip_s must be at least 5 s, got {clip_s:g}")
-    say = progress or _noop
-    out_dir = Path(out_dir)
-    database: dict[str, dict] = {}
-    clips: list[ClipRecord] = []
-    t0 = time.perf_counter()
-    for w in windows:
-        if not Path(w.path).is_file():
-            raise BootstrapError(f"{name}: source video {w.path} does not exist")
-        video = probe(w.path)
-        end_s = video.duration_s if w.end_s is None else min(w.end_s, video.duration_s)
-        n = max(1, int((end_s - w.start_s) // clip_s))
-        piece_s = int((end_s - w.start_s) / n * video.fps) / video.fps  # whole frames
-        footage = None
-        for i in range(n):
-            start_s = round(w.start_s + i * piece_s, 3)
-            video_id = f"{name}_{Path(w.path).stem}_{i:03d}"
-            path = out_dir / "videos" / f"{video_id}.mp4"
-            gt_file = path.with_suffix(".json")
-            plan = {"source_sha256": video.content_hash, "start_s": start_s, "clip_s": piece_s, "plain": True}
-            gt = _cached_clip(path, gt_file, plan)
-            if gt is None:
-                footage = footage or prepare(w.path, sprite_window_s=(w.start_s, end_s))
-                gt = compose(footage, [], 0, path, start_s=start_s, clip_s=piece_s, n_harmless=0,
-                             video_id=video_id, gt_path=gt_file).gt
-                gt["plan"] = plan
-                write_gt(gt, gt_file)
-            entry = gt["database"][video_id]
-            database[video_id] = entry
-            clips.append(ClipRecord(video_id=video_id, path=str(path.resolve()), duration_s=float(entry["duration"]),
-                                    fps=float(entry["fps"]), source=Path(w.path).name, source_start_s=start_s,
-                                    seed=0, segments_s=(), labels=(), causes=(), harmless=()))
-            say(f"{name} {video_id}: {piece_s:g} s of {Path(w.path).name} from {start_s:g} s, nothing pasted")
-    out = ComposedSet(name, out_dir, 0, clips, time.perf_counter() - t0)
-    write_gt({"version": GT_VERSION, "database": database}, out.gt_path)
-    out.manifest_path.write_text(json.dumps({"name": name, "seed": 0, "windows": [asdict(w) for w in windows],
-                                             "clips": [asdict(c) for c in clips]}, indent=1) + "\n")
-    return out
-
-
-def merged(name: str, *sets: ComposedSet) -> ComposedSet:
-    """One set holding the clips of several (e.g. composed + plain training clips), in order."""
-    return ComposedSet(name, sets[0].out_dir, sets[0].seed, [c for s in sets for c in s.clips],
-                       sum(s.compose_s for s in sets))
-
-
 def _cached_clip(path: Path, gt_file: Path, plan: dict) -> dict | None:
     if not (path.is_file() and gt_file.is_file()):
         return None
@@ -365,31 +309,77 @@ class TrainRun:
     log: dict  # summary of train_log.jsonl (loss_summary)
 
 
-def finished_run(out_dir: str | Path, argv: list[str]) -> TrainRun | None:
-    """A run already completed in ``out_dir`` (final model and summary written), or None."""
+RUN_KEY_FILE = "bootstrap_run.json"  # what a finished run was made from (see run_key)
+
+
+def run_key(what: Sequence[str], inputs: Sequence[str | Path] = (), init: str | Path | None = None) -> str:
+    """A fingerprint of a run: its command (or call), the bytes of its input files and of the initial
+    weights (a retrained warm-up invalidates what was trained from it). Model code is not in it: after
+    changing it, rebuild with --fresh."""
+    import hashlib
+
+    h = hashlib.sha256(json.dumps(list(what)).encode())
+    files = [Path(p) for p in inputs]
+    if init is not None and Path(init).is_dir():
+        files += sorted(Path(init).glob("*.safetensors"))
+    for f in files:
+        h.update(f.name.encode())
+        h.update(f.read_bytes() if f.is_file() else b"absent")
+    return h.hexdigest()
+
+
+def finished_run(out_dir: str | Path, argv: list[str], key: str | None = None) -> TrainRun | None:
+    """A run already completed in ``out_dir`` (final model and summary written) from the same ``key``
+    (``run_key``), or None."""
     from uprm.training.trainer import SUMMARY_FILE
 
     out_dir = Path(out_dir)
     summary = out_dir / SUMMARY_FILE
     if not (summary.is_file() and (out_dir / "config.json").is_file()):
         return None
+    if key is not None:
+        stored = out_dir / RUN_KEY_FILE
+        if not stored.is_file() or json.loads(stored.read_text()).get("key") != key:
+            return None
     return TrainRun(out_dir, argv, float(json.loads(summary.read_text())["elapsed_s"]), loss_summary(out_dir))
+
+
+def _clear_stale_run(out_dir: str | Path) -> None:
+    """Remove a run folder before training into it again (stale: other inputs, or --fresh); a folder
+    that holds anything but a run is left alone, and the trainer then says so."""
+    import shutil
+
+    from uprm.training.trainer import LOG_FILE, SUMMARY_FILE, checkpoint_dirs
+
+    out_dir = Path(out_dir)
+    if out_dir.is_dir() and ((out_dir / LOG_FILE).is_file() or (out_dir / SUMMARY_FILE).is_file()
+                             or checkpoint_dirs(out_dir)):
+        shutil.rmtree(out_dir)
+
+
+def _record_key(out_dir: str | Path, what: Sequence[str], key: str) -> None:
+    (Path(out_dir) / RUN_KEY_FILE).write_text(json.dumps({"what": list(what), "key": key}, indent=1) + "\n")
 
 
 def run_training(recipe: TrainRecipe, data: Sequence[str | Path], out_dir: str | Path,
                  init: str | Path = "small-untrained", num_threads: int | None = None, *,
                  reuse: bool = False) -> TrainRun:
     """Run the project's training command in this process (``python -m uprm train ...``); with ``reuse``,
-    a run already finished in ``out_dir`` is returned as it is."""
+    a run already finished in ``out_dir`` from the same command, data and initial weights is returned
+    as it is."""
     from uprm.__main__ import main
 
     argv = recipe.cli_args(data, out_dir, init, num_threads)
-    if reuse and (done := finished_run(out_dir, ["python", "-m", "uprm", *argv])) is not None:
+    what = ["python", "-m", "uprm", *argv]
+    key = run_key(recipe.cli_args(data, out_dir, init), data, init)  # threads do not change the result
+    if reuse and (done := finished_run(out_dir, what, key)) is not None:
         return done
+    _clear_stale_run(out_dir)
     code = main(argv)
-    done = finished_run(out_dir, ["python", "-m", "uprm", *argv])  # elapsed_s: the trainer's own clock
+    done = finished_run(out_dir, what)  # elapsed_s: the trainer's own clock
     if code != 0 or done is None:
         raise BootstrapError(f"`python -m uprm {' '.join(argv)}` failed with exit code {code} (see its message above)")
+    _record_key(out_dir, what, key)
     return done
 
 
@@ -406,9 +396,12 @@ def train_threat_only(init: str | Path, composed: ComposedSet, out_dir: str | Pa
     from uprm.training.data import TrainingExample
     from uprm.training.trainer import seed_everything
 
-    what = [f"uprm.training.train({init}, threat-only examples of {composed.name}, {recipe})"]
-    if reuse and (done := finished_run(out_dir, what)) is not None:
+    what = [f"uprm.training.train({init}, threat-only examples of {composed.name}, {recipe})",
+            json.dumps([[c.video_id, c.segments_s] for c in composed.clips])]
+    key = run_key(what, [], init)
+    if reuse and (done := finished_run(out_dir, what, key)) is not None:
         return done
+    _clear_stale_run(out_dir)
     seed_everything(recipe.seed)
     model = build_model(str(init))
     for name, p in model.named_parameters():
@@ -422,7 +415,8 @@ def train_threat_only(init: str | Path, composed: ComposedSet, out_dir: str | Pa
                              weight_decay=recipe.weight_decay,
                              num_threads=num_threads, show_progress=False)
     result = train(model, examples, out_dir, settings, run_info={"init": str(init), "threat_only": True})
-    return TrainRun(Path(out_dir), what, round(result.elapsed_s, 3), loss_summary(out_dir))
+    _record_key(out_dir, what, key)
+    return TrainRun(Path(out_dir), what[:1], round(result.elapsed_s, 3), loss_summary(out_dir))
 
 
 def loss_summary(run_dir: str | Path, n_points: int = 8) -> dict:

@@ -151,7 +151,12 @@ def plan(scene: Scene, events: Sequence[EventSpec | dict | str] | int, n_harmles
     actors: list[Actor] = []
     composed: list[ComposedEvent] = []
     for i, (spec, window) in enumerate(ordered):
-        new_actors, event = PLANNERS[spec.kind](scene, spec, window, f"e{i + 1}")
+        try:
+            new_actors, event = PLANNERS[spec.kind](scene, spec, window, f"e{i + 1}")
+        except ComposeError:
+            if strict or not spec.threat:
+                raise
+            continue  # a drawn threat whose lead-in does not fit its window is left out, like one with no window
         new_actors = [c for c in (a.clip(scene.n_frames) for a in new_actors) if c is not None]
         scene.placed.extend(new_actors)
         actors.extend(new_actors)
