@@ -54,6 +54,7 @@ def test_detection_scores_threshold_tuning_and_false_alarms(tmp_path):
     assert best == 0.6 and len(table) == 4  # ties go to the higher threshold; 0.8 misses the threat
     fa = bs.false_alarms([scored[1]], 0.4)
     assert fa["n_false_alarms"] == 1 and fa["per_hour"] == pytest.approx(3600 / 10)
+    assert fa["flagged_s"] == pytest.approx(2.0) and fa["flagged_fraction"] == pytest.approx(0.2)
     assert bs.false_alarms([scored[1]], 0.5)["n_false_alarms"] == 0
     assert bs.gate_balance(scored) == {"R_hpe": 0.25, "R_ore": 0.25, "R_vbe": 0.25, "coarse_share": 0.25}
     assert perfect["hits_at_0.5_by_kind"] == {"fall": [1, 1]}

@@ -137,32 +137,43 @@ def test_featurized_evidence_runs_through_the_model(evidence):
 
 
 def test_entity_motion_from_tracks_is_hand_computable():
-    """A person tracked over 5 steps (0.5 s apart) moves 60 px right per second, then stands still; a bag
-    appears at 1.0 s and never moves; an untracked entity has no motion."""
-    from uprm.featurize import entity_motion
+    """A person tracked from 0.5 s (steps 0.5 s apart) moves 60 px right per second, then stands still; a
+    bag appears at 1.5 s and never moves; an untracked entity has no motion; a car already there in the
+    first frame has an unknown past and counts as old (and still, while it does not move)."""
+    from uprm.featurize import MAX_DWELL_S, entity_motion
     from uprm.model.inputs import MOTION_FEATURES
 
-    def f(t, person_x, with_bag):
-        ents = [(1, 0.9, (person_x, 20, person_x + 20, 70))]  # 50 px tall
+    car = (3, 0.6, (150, 0, 190, 20))
+
+    def f(t, person_x=None, with_bag=False):
+        ents, ids = [car], [11]
+        if person_x is not None:
+            ents.append((1, 0.9, (person_x, 20, person_x + 20, 70)))  # 50 px tall
+            ids.append(7)
         if with_bag:
             ents += [(31, 0.8, (150, 80, 160, 90)), (1, 0.7, (0, 0, 10, 40))]
+            ids += [3, -1]
         fr = frame(t, ents)
-        fr.track_ids = np.array([7, 3, -1][:len(ents)])
+        fr.track_ids = np.array(ids)
         return fr
 
-    frames = [f(0.0, 10, False), f(0.5, 40, False), f(1.0, 70, True), f(1.5, 70, True), f(2.0, 70, True)]
+    frames = [f(0.0), f(0.5, 10), f(1.0, 40), f(1.5, 70, True), f(2.0, 70, True), f(2.5, 70, True)]
     m = entity_motion(frames, W, H)
-    assert [x.shape for x in m] == [(1, len(MOTION_FEATURES))] * 2 + [(3, len(MOTION_FEATURES))] * 3
-    speed, vx, vy, log_age, log_still = m[2][0]
-    # over the last second (0.0 -> 1.0 s) the person moved 60 px: 1.2 body heights (50 px) per second
+    assert [x.shape[0] for x in m] == [1, 2, 2, 4, 4, 4] and m[0].shape[1] == len(MOTION_FEATURES)
+    speed, vx, vy, log_age, log_still = m[3][1]
+    # over the last second (0.5 -> 1.5 s) the person moved 60 px: 1.2 body heights (50 px) per second
     assert speed == pytest.approx(1.2) and vx == pytest.approx(60 / W) and vy == 0
     assert log_age == pytest.approx(np.log1p(1.0)) and log_still == 0
-    # at 2.0 s it has stood still since 1.0 s: velocity over the last second is zero
-    assert m[4][0][0] == 0 and m[4][0][4] == pytest.approx(np.log1p(1.0))
-    # the bag: tracked since 1.0 s, still all along; the untracked person: zeros
-    np.testing.assert_allclose(m[4][1], [0, 0, 0, np.log1p(1.0), np.log1p(1.0)], atol=1e-6)
-    assert not m[4][2].any()
+    # at 2.5 s it has stood still since 1.5 s: velocity over the last second is zero
+    assert m[5][1][0] == 0 and m[5][1][4] == pytest.approx(np.log1p(1.0))
+    # the bag: tracked since 1.5 s, still all along; the untracked person: zeros
+    np.testing.assert_allclose(m[5][2], [0, 0, 0, np.log1p(1.0), np.log1p(1.0)], atol=1e-6)
+    assert not m[5][3].any()
+    # the car was there before the video began: as old and as still as the cap, from the first frame on
+    cap = np.log1p(MAX_DWELL_S)
+    for step in (0, 3, 5):
+        np.testing.assert_allclose(m[step][0], [0, 0, 0, cap, cap], atol=1e-6)
     # featurize puts each entity's motion in its ranked slot
-    x = featurize(video(frames), UPRMConfig.tiny(max_persons=2, max_entities=3))
-    assert x.object_motion.shape == (1, 5, 3, len(MOTION_FEATURES))
-    np.testing.assert_allclose(x.object_motion[0, 4, 1].numpy(), m[4][1], atol=1e-6)  # the bag ranks 2nd
+    x = featurize(video(frames), UPRMConfig.tiny(max_persons=2, max_entities=4))
+    assert x.object_motion.shape == (1, 6, 4, len(MOTION_FEATURES))
+    np.testing.assert_allclose(x.object_motion[0, 5, 1].numpy(), m[5][2], atol=1e-6)  # the bag ranks 2nd

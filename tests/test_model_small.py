@@ -26,10 +26,12 @@ def test_cache_holds_plain_weights_and_the_bridge_still_knows_facts(small):
 
     folder = smollm2_dir()
     assert (folder / "model.safetensors").is_file() and (folder / "tokenizer.json").is_file()
-    # no video tokens, LoRA at its zero init: the bridge must behave as the plain instruct model
+    # no video tokens and the trained LoRA adapter switched off: the bridge must behave as the plain
+    # instruct model (the shipped adapter is tuned to surveillance answers and may forget trivia)
     ids, _ = small.lm.prompt_ids(0, "What is the capital of France? Answer in one word.")
     embeds = small.lm.embed(torch.tensor([ids]), [torch.zeros(0, small.lm.hidden_size)])
-    assert "Paris" in small.lm.generate(embeds, max_new_tokens=8)
+    with small.lm.model.disable_adapter():
+        assert "Paris" in small.lm.generate(embeds, max_new_tokens=8)
 
 
 def test_small_answers_from_a_minute_of_video_tokens(small):

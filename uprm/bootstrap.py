@@ -644,9 +644,13 @@ def false_alarms(scored: Sequence[Scored], rule: DecisionRule | float) -> dict:
                               "false_alarms": [[round(x.start_s, 1), round(x.end_s, 1)]
                                                for x in predicted_segments(s, rule)],
                               "max_prob": round(float(s.prob.max()), 4)} for s in scored}
+    for v in per_video.values():
+        v["flagged_s"] = round(sum(e - s for s, e in v["false_alarms"]), 1)
     total_s = sum(s.duration_s for s in scored)
     n = sum(len(v["false_alarms"]) for v in per_video.values())
-    return {"videos": per_video, "total_s": round(total_s, 1), "n_false_alarms": n,
+    flagged = sum(v["flagged_s"] for v in per_video.values())
+    return {"videos": per_video, "total_s": round(total_s, 1), "n_false_alarms": n, "flagged_s": round(flagged, 1),
+            "flagged_fraction": flagged / total_s if total_s else float("nan"),
             "per_hour": n * 3600.0 / total_s if total_s else float("nan"),
             "per_10_min": n * 600.0 / total_s if total_s else float("nan")}
 

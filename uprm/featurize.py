@@ -106,10 +106,16 @@ def featurize(evidence: VideoEvidence, config: UPRMConfig) -> ExpertInputs:
 def entity_motion(frames: list[FrameEvidence], width: int, height: int) -> list[np.ndarray]:
     """Per frame, (N, len(MOTION_FEATURES)) kinematics of each entity from its track's past (causal: only
     earlier frames are used, so a streaming analysis would compute the same). Untracked entities (track
-    id < 0) get zeros."""
+    id < 0) get zeros.
+
+    Tracks already there in the first frame have an unknown past (the video was cut from a longer one):
+    they count as MAX_DWELL_S old, and as still that long if they do not move. Counting them as new
+    would make every age grow with the time since the video began, and a model trained on short clips
+    would learn "late in the video" instead of "has been here long"."""
     history: dict[tuple[int, int], list[tuple[float, float, float, float]]] = {}  # (class, track) -> t, cx, cy, h
+    censored: set[tuple[int, int]] = set()  # tracks present in the first frame
     out = []
-    for frame in frames:
+    for k, frame in enumerate(frames):
         m = np.zeros((len(frame), len(MOTION_FEATURES)), np.float32)
         boxes = np.asarray(frame.boxes, np.float64).reshape(-1, 4)
         for j, tid in enumerate(np.asarray(frame.track_ids).reshape(-1)):
@@ -117,7 +123,10 @@ def entity_motion(frames: list[FrameEvidence], width: int, height: int) -> list[
                 continue
             x1, y1, x2, y2 = boxes[j]
             now = (float(frame.time_s), (x1 + x2) / 2, (y1 + y2) / 2, max(y2 - y1, 1.0))
-            hist = history.setdefault((int(frame.class_ids[j]), int(tid)), [])
+            key = (int(frame.class_ids[j]), int(tid))
+            if k == 0:
+                censored.add(key)
+            hist = history.setdefault(key, [])
             hist.append(now)
             t, cx, cy, h = now
             past = [p for p in hist[:-1] if t - p[0] <= MOTION_LOOKBACK_S + 1e-6]
@@ -129,12 +138,15 @@ def entity_motion(frames: list[FrameEvidence], width: int, height: int) -> list[
                 m[j, 0] = min(np.hypot(vx, vy) / h_mean, MAX_SPEED_HPS)
                 m[j, 1] = np.clip(vx / width, -2.0, 2.0)
                 m[j, 2] = np.clip(vy / height, -2.0, 2.0)
+            born = hist[0][0] - (MAX_DWELL_S if key in censored else 0.0)
             still_since = t
             for p in reversed(hist[:-1]):
                 if np.hypot(p[1] - cx, p[2] - cy) > STILL_RADIUS_H * h:
                     break
                 still_since = p[0]
-            m[j, 3] = np.log1p(min(t - hist[0][0], MAX_DWELL_S))
+            if still_since == hist[0][0] or len(hist) == 1:
+                still_since = born  # still since before we first saw it
+            m[j, 3] = np.log1p(min(t - born, MAX_DWELL_S))
             m[j, 4] = np.log1p(min(t - still_since, MAX_DWELL_S))
         out.append(m)
     return out
