@@ -76,19 +76,12 @@ def bench_small_throughput(steps: int, work: Path) -> None:
 
 def bench_loop(n_videos: int, work: Path, objectives: list[str]) -> None:
     from annotations import Store
-    from uprm.video import iter_frames, probe, write_h264
+    from uprm.video import cut_clips, probe
 
     vtest = SHARED / "media" / "vtest.avi"
     starts = [int(i * (790 - 40) / max(n_videos - 1, 1)) for i in range(n_videos)]  # spread over 79 s
-    frames = {s: [] for s in starts}
     t0 = time.perf_counter()
-    for f in iter_frames(vtest):
-        for s in starts:
-            if s <= f.frame_index < s + 40:
-                frames[s].append(f.rgb(max_side=384))
-        if f.frame_index >= max(starts) + 40:
-            break
-    clips = [write_h264(fr, work / "clips" / f"vtest_{s:03d}.mp4", 10.0) for s, fr in frames.items()]
+    clips = cut_clips(vtest, starts, 40, work / "clips", 10.0, max_side=384, prefix="vtest_")
     print(f"loop: cut {len(clips)} clips of 4 s (384 x 288) in {time.perf_counter() - t0:.1f} s")
     store = Store(work / "annotations.db")
     for i, clip in enumerate(clips):

@@ -22,17 +22,9 @@ def clips(tmp_path_factory) -> list[Path]:
     vtest = SHARED / "media" / "vtest.avi"
     if not vtest.is_file():
         pytest.skip(f"{vtest} is absent (the shared folder sits beside the repository)")
-    from uprm.video import iter_frames, write_h264
+    from uprm.video import cut_clips
 
-    frames: dict[int, list] = {s: [] for s in CLIP_STARTS}
-    for f in iter_frames(vtest):
-        for s in CLIP_STARTS:
-            if s <= f.frame_index < s + 30:
-                frames[s].append(f.rgb(max_side=384))
-        if f.frame_index >= max(CLIP_STARTS) + 30:
-            break
-    out = tmp_path_factory.mktemp("clips")
-    return [write_h264(fr, out / f"vtest_{s:03d}.mp4", 10.0) for s, fr in frames.items()]
+    return cut_clips(vtest, CLIP_STARTS, 30, tmp_path_factory.mktemp("clips"), 10.0, max_side=384, prefix="vtest_")
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -585,8 +585,7 @@ def detection_scores(composed: ComposedSet, scored: Sequence[Scored], rule: Deci
     pred = [seg for s in scored for seg in predicted_segments(s, rule)]
     durations = {c.video_id: c.duration_s for c in composed.clips}
     fl = frame_level(gt, pred, durations, fps=fps)
-    agnostic = [replace(g, label="threat") for g in gt]
-    dm = temporal_map(agnostic, pred, CUVA_TIOUS, class_agnostic=True)
+    dm = temporal_map(gt, pred, CUVA_TIOUS, class_agnostic=True)  # GT labels are the event kinds
     by_kind: dict[str, list[int]] = {}
     for g in gt:
         best = max((tiou((g.start_s, g.end_s), (p.start_s, p.end_s)) for p in pred if p.video_id == g.video_id),

@@ -144,7 +144,7 @@ def entity_motion(frames: list[FrameEvidence], width: int, height: int) -> list[
                 if np.hypot(p[1] - cx, p[2] - cy) > STILL_RADIUS_H * h:
                     break
                 still_since = p[0]
-            if still_since == hist[0][0] or len(hist) == 1:
+            if still_since == hist[0][0]:
                 still_since = born  # still since before we first saw it
             m[j, 3] = np.log1p(min(t - born, MAX_DWELL_S))
             m[j, 4] = np.log1p(min(t - still_since, MAX_DWELL_S))

@@ -406,6 +406,21 @@ def iter_sampled_frames(
         yield SampledFrame(chosen.time_s, chosen.frame_index, chosen.rgb(max_side))
 
 
+def cut_clips(path: str | Path, start_frames: Iterable[int], n_frames: int, out_dir: str | Path, fps: float,
+              max_side: int | None = None, prefix: str = "") -> list[Path]:
+    """Cut ``n_frames`` from each start frame of one video, decoding it once, into H.264 clips
+    ``out_dir/<prefix><start:03d>.mp4`` (frames downscaled to ``max_side``), in the order of the starts."""
+    starts = list(dict.fromkeys(int(s) for s in start_frames))
+    frames: dict[int, list[np.ndarray]] = {s: [] for s in starts}
+    for f in iter_frames(path):
+        for s in starts:
+            if s <= f.frame_index < s + n_frames:
+                frames[s].append(f.rgb(max_side=max_side))
+        if f.frame_index >= max(starts) + n_frames:
+            break
+    return [write_h264(fr, Path(out_dir) / f"{prefix}{s:03d}.mp4", fps) for s, fr in frames.items()]
+
+
 def write_h264(frames_rgb: Iterable[np.ndarray], path: str | Path, fps: float, crf: int = 23) -> Path:
     """Write RGB uint8 frames (H, W, 3) as H.264 yuv420p MP4 with the moov atom up front.
 

@@ -58,26 +58,22 @@ def predict_segments(model, feats: VideoFeatures, video_id: str, threshold: floa
     import numpy as np
     import torch
 
-    from uprm.analysis import segments_from_scores
+    from uprm.analysis import AnalysisSettings, _segment_bounds, decision_rule, segments_from_scores
     from uprm.segments import Segment
 
-    cfg = model.config
-    threshold = cfg.threat_threshold if threshold is None else threshold
-    min_segment_s = cfg.threat_min_segment_s if min_segment_s is None else min_segment_s
-    merge_gap_s = cfg.threat_merge_gap_s if merge_gap_s is None else merge_gap_s
+    rule = decision_rule(AnalysisSettings(threshold=threshold, min_segment_s=min_segment_s,
+                                          merge_gap_s=merge_gap_s), model.config)
     x = feats.inputs.to(model.device)
     with torch.no_grad():
         out = model(x)
     keep = x.step_mask[0]
     prob = out.threat_prob[0][keep].float().cpu().numpy()
     times = x.times_s[0][keep].float().cpu().numpy().astype(np.float64)
-    step_s = feats.step_s
     segs = []
-    for first, last in segments_from_scores(times, prob, step_s, threshold, min_segment_s, merge_gap_s):
-        start = max(0.0, float(times[first]) - step_s / 2)
-        end = min(feats.duration_s, float(times[last]) + step_s / 2)
-        segs.append(Segment(video_id, round(start, 3), round(end, 3), "threat",
-                            round(float(prob[first:last + 1].max()), 4)))
+    for first, last in segments_from_scores(times, prob, feats.step_s, rule.threshold, rule.min_segment_s,
+                                            rule.merge_gap_s):
+        start, end = _segment_bounds(times, first, last, feats.step_s, feats.duration_s)
+        segs.append(Segment(video_id, start, end, "threat", round(float(prob[first:last + 1].max()), 4)))
     return segs, prob
 
 
