@@ -27,10 +27,12 @@ second run only retrains):
     uprm.safetensors + lora_adapter/);
  5. the paper's w/o-PTR row: phase a with ``no_ptr`` (plain softmax over four experts, no L_z),
     kept under the work folder (not shipped); the evaluation compares it with the full model's phase a;
- 6. alpha variants: from the default checkpoint, ALPHA_RECIPE with alpha in ALPHAS, only UPRM's own
-    weights learning (threat-only examples: the language model is not run, so the LoRA adapter stays
-    the default's and each variant's lora_adapter is a symlink to it), shipped to
-    assets/alpha_variants/alpha_<a>/.
+ 6. alpha variants, for the studio's teaching view: phase a again from the same random start, once per
+    alpha in ALPHAS (L = threat BCE + alpha L_z; nothing else differs), so the gate balance shows what
+    alpha does. (Fine-tuned from the default instead, they all stayed near its balance.) The language
+    model is not run, so each keeps the untrained LoRA adapter (the base model's behaviour): one copy,
+    assets/alpha_variants/lora_adapter, which each variant's lora_adapter links to; shipped to
+    assets/alpha_variants/alpha_<a>/ with the decision rule tuned for it on the validation set.
 
 Then run ``python assets/evaluate_default_model.py`` to regenerate every number in MODEL_CARD.md.
 """
@@ -62,7 +64,6 @@ THREAT_RECIPE = bs.TrainRecipe(lr=1e-3, epochs=20, batch_size=8, seed=0)
 WARMUP_EPOCHS = (8, 12)  # candidates; the validation set picks one (12 beat 20 and 30 in an earlier build)
 RECIPE = bs.TrainRecipe(lr=1e-3, epochs=1, batch_size=8, seed=0)
 ALPHAS = (0.0, 0.05, 0.2, 0.8)
-ALPHA_RECIPE = dict(lr=5e-4, epochs=4, batch_size=8, seed=0)
 DEFAULT_OUT = ROOT / "assets" / "uprm-small"
 VARIANTS_OUT = ROOT / "assets" / "alpha_variants"
 
@@ -109,7 +110,7 @@ def main() -> int:
     args = parser.parse_args()
     work: Path = args.work
     report: dict = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "threat_recipe": vars(THREAT_RECIPE),
-                    "recipe": vars(RECIPE), "alpha_recipe": ALPHA_RECIPE}
+                    "recipe": vars(RECIPE)}
 
     train, val, test = build_sets(work)
     report["train_set"], report["val_set"], report["heldout_set"] = train.summary(), val.summary(), test.summary()
@@ -154,18 +155,21 @@ def main() -> int:
         report["no_ptr_run"] = {"what": nr.argv, "elapsed_s": round(nr.elapsed_s, 1), "loss": nr.log}
 
     if not args.skip_variants:
+        import shutil
+
         report["alpha_variants"] = {}
+        shared = VARIANTS_OUT / "lora_adapter"
+        shutil.rmtree(shared, ignore_errors=True)  # the first variant shipped puts its (untrained) adapter here
         for alpha in ALPHAS:
             name = f"alpha_{alpha:g}"
-            vr = bs.train_threat_only(DEFAULT_OUT, train, work / "runs" / name,
-                                      bs.TrainRecipe(alpha=alpha, **ALPHA_RECIPE), num_threads=args.num_threads,
-                                      reuse=not args.fresh)
+            recipe = bs.TrainRecipe(**{**vars(THREAT_RECIPE), "epochs": warm_epochs, "alpha": alpha})
+            vr = bs.train_threat_only("small-untrained", train, work / "runs" / name, recipe,
+                                      num_threads=args.num_threads, reuse=not args.fresh)
             v_rule, _ = tuned_rule(vr.out_dir, val, ev_val)
             files = bs.ship_checkpoint(vr.out_dir, VARIANTS_OUT / name, f"{bs.CHECKPOINT_VERSION}-alpha{alpha:g}",
-                                       shared_adapter=DEFAULT_OUT / "lora_adapter",
-                                       config_overrides=v_rule.config_fields())
-            report["alpha_variants"][name] = {"elapsed_s": round(vr.elapsed_s, 1), "loss": vr.log, "files": files,
-                                              "decision_rule": vars(v_rule)}
+                                       shared_adapter=shared, config_overrides=v_rule.config_fields())
+            report["alpha_variants"][name] = {"recipe": vars(recipe), "elapsed_s": round(vr.elapsed_s, 1),
+                                              "loss": vr.log, "files": files, "decision_rule": vars(v_rule)}
             say(f"shipped {VARIANTS_OUT / name}: {files}")
 
     report["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")

@@ -141,7 +141,7 @@ def compose_set(name: str, windows: Sequence[SourceWindow], n_clips: int, seed: 
         video_id = f"{name}_s{seed}_{i:03d}"
         path = out_dir / "videos" / f"{video_id}.mp4"
         gt_file = path.with_suffix(".json")
-        plan = {"source_sha256": footage.video.content_hash, "start_s": start_s, "clip_s": length_s,
+        plan = {"version": GT_VERSION, "source_sha256": footage.video.content_hash, "start_s": start_s, "clip_s": length_s,
                 "n_threats": n_threats, "n_harmless": n_harmless, "seed": clip_seed}
         cached = _cached_clip(path, gt_file, plan)
         if cached is None:
@@ -451,7 +451,8 @@ def ship_checkpoint(run_dir: str | Path, dest: str | Path, model_id: str, *, fp1
     float16 when ``fp16`` (the loader casts back to float32), named ``model_id``.
 
     ``shared_adapter``: instead of a copy, ``dest/lora_adapter`` becomes a relative symlink to this
-    adapter folder, which must hold exactly the run's adapter (checked tensor by tensor).
+    adapter folder, which must hold exactly the run's adapter (checked tensor by tensor); when the folder
+    does not exist yet, this run's adapter is moved there first (the first of several sharing it).
     ``config_overrides``: config fields to record (e.g. the tuned decision rule, ``DecisionRule.config_fields``).
     Returns {file: bytes} of what was written.
     """
@@ -484,6 +485,9 @@ def ship_checkpoint(run_dir: str | Path, dest: str | Path, model_id: str, *, fp1
             extra.unlink()
     if shared_adapter is not None:
         shared = Path(shared_adapter)
+        if not shared.exists():
+            shared.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copytree(tmp / ADAPTER_DIR, shared)
         mine, theirs = load_file(str(tmp / ADAPTER_DIR / adapter_file)), load_file(str(shared / adapter_file))
         if set(mine) != set(theirs) or any(not torch.equal(mine[k], theirs[k]) for k in mine):
             raise BootstrapError(f"the adapter of {run_dir} differs from {shared}: it cannot be shared")

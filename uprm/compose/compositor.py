@@ -28,7 +28,7 @@ from uprm.compose.source import iter_frames, probe
 from uprm.compose.sprites import SpriteBank, load_or_harvest
 from uprm.evidence import VideoInfo
 
-GT_VERSION = "UPRM Studio composed ground truth v1"
+GT_VERSION = "UPRM Studio composed ground truth v2"
 
 
 @dataclass
@@ -108,8 +108,11 @@ def _windows(scene: Scene, specs: list[EventSpec], strict: bool) -> list[tuple[i
     for sizing in ("typical", "shortest"):
         need = []
         for spec in specs:
-            (lead_lo, lead_hi), (dmin, _), shortest = TIMING_S[spec.kind]
-            need.append(scene.frames(lead_hi + dmin) if sizing == "typical" else scene.frames(MIN_LEAD_S + shortest))
+            (_, lead_hi), (dmin, _), shortest = TIMING_S[spec.kind]
+            if spec.kind in PERSISTENT_KINDS:
+                shortest = dmin  # a persistent threat always gets its dmin tail (events._threat_length)
+            need.append(scene.frames(lead_hi) + scene.frames(dmin) if sizing == "typical"
+                        else scene.frames(MIN_LEAD_S) + scene.frames(shortest))
         slack = scene.n_frames - sum(need)
         if slack >= 0:
             break
@@ -151,12 +154,7 @@ def plan(scene: Scene, events: Sequence[EventSpec | dict | str] | int, n_harmles
     actors: list[Actor] = []
     composed: list[ComposedEvent] = []
     for i, (spec, window) in enumerate(ordered):
-        try:
-            new_actors, event = PLANNERS[spec.kind](scene, spec, window, f"e{i + 1}")
-        except ComposeError:
-            if strict or not spec.threat:
-                raise
-            continue  # a drawn threat whose lead-in does not fit its window is left out, like one with no window
+        new_actors, event = PLANNERS[spec.kind](scene, spec, window, f"e{i + 1}")
         new_actors = [c for c in (a.clip(scene.n_frames) for a in new_actors) if c is not None]
         scene.placed.extend(new_actors)
         actors.extend(new_actors)

@@ -71,7 +71,8 @@ class HumanPoseExpert(nn.Module):
         self.person_out = nn.Linear(2 * p, d)  # [mean, max] over joints
         self.step_out = nn.Linear(2 * d, d)  # [mean, max] over people: one aggressor in a crowd survives max
         self.video_in = nn.Sequential(nn.LayerNorm(config.d_coarse), nn.Linear(config.d_coarse, d))
-        self.time_in = nn.Linear(config.time_dim, d)
+        # absolute time only in the whole-video form; windowed attention has none (no unused weights)
+        self.time_in = nn.Linear(config.time_dim, d) if config.hpe_window_s == 0 else None
         self.time_dim = config.time_dim
         self.window_s = float(config.hpe_window_s)
         # a learned "no pose" key: a video without any person still has something to attend to

@@ -91,6 +91,9 @@ def save_model(model, directory: str | Path, model_id: str | None = None) -> Pat
     return directory
 
 
+_UNUSED_WINDOWED_HPE = "hpe.time_in."
+
+
 def load_model(directory: str | Path, **overrides: Any):
     """Rebuild the model saved in ``directory`` (eval mode); overrides as in ``build_model``."""
     from safetensors import SafetensorError, safe_open
@@ -111,6 +114,8 @@ def load_model(directory: str | Path, **overrides: Any):
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"cannot read {directory / WEIGHTS_FILE} ({exc}): the file is damaged or not "
                               "safetensors; rebuild or re-download the checkpoint") from None
+    if config.hpe_window_s > 0:  # checkpoints saved before windowed HPE stopped building its unused time layer
+        state = {k: v for k, v in state.items() if not k.startswith(_UNUSED_WINDOWED_HPE)}
     _check_keys(model.uprm_state_dict(), state, WEIGHTS_FILE, directory)
     # the LM's keys are not in this file (the check above is strict); copy_ casts float16 files to float32
     model.load_state_dict(state, strict=False)
