@@ -92,12 +92,19 @@ def test_without_the_checkpoint_small_is_the_untrained_model_with_a_warning(tmp_
 
 
 @pytest.mark.skipif(not VARIANTS.is_dir(), reason="assets/alpha_variants is absent")
-def test_alpha_variants_load_and_share_the_default_adapter():
+def test_alpha_variants_load_and_share_one_untrained_adapter():
+    """The variants never ran the language model: they share one adapter, and it is the untrained one
+    (LoRA's B matrices zero, so the language model behaves as its base)."""
+    from safetensors.torch import load_file
+
     folders = sorted(VARIANTS.glob("alpha_*"))
-    assert folders
+    assert len(folders) >= 3
     for folder in folders:
         adapter = folder / "lora_adapter"
-        assert adapter.is_symlink() and adapter.resolve() == (SHIPPED / "lora_adapter").resolve()
+        assert adapter.is_symlink() and adapter.resolve() == (VARIANTS / "lora_adapter").resolve()
+    lora = load_file(str(VARIANTS / "lora_adapter" / "adapter_model.safetensors"))
+    b = [v for k, v in lora.items() if "lora_B" in k]
+    assert b and all(not v.any() for v in b)
     m = build_model(str(folders[-1]))
     assert m.model_id.startswith(CHECKPOINT_VERSION + "-alpha")
     assert f"{m.config.alpha:g}" == folders[-1].name.split("_", 1)[1]

@@ -78,6 +78,22 @@ def test_tune_rule_picks_merge_gap_and_minimum_segment(tmp_path):
     assert bs.DecisionRule.from_config(UPRMConfig.tiny(**rule.config_fields())) == rule  # shipped in the config
 
 
+def test_frame_auc_matches_counting_pairs_and_splits_by_kind(tmp_path):
+    rng = np.random.default_rng(0)
+    y = rng.random(300) < 0.3
+    p = np.round(rng.random(300) * (1 + y), 1)  # coarse values: many ties
+    pairs = [(a > b) + 0.5 * (a == b) for a in p[y] for b in p[~y]]
+    assert bs.frame_auc(y, p) == pytest.approx(np.mean(pairs))
+    assert bs.frame_auc(y, -p) == pytest.approx(1 - np.mean(pairs))
+    assert np.isnan(bs.frame_auc(np.zeros(4), np.arange(4.0)))
+    composed = _set(tmp_path, [((2.0, 4.0),), ()])
+    scored = [_scored("v0", [0.1] * 4 + [0.7] * 4 + [0.1] * 12), _scored("v1", [0.1] * 8 + [0.9] * 2 + [0.1] * 10)]
+    labels, prob, kinds = bs.step_labels(composed, scored)
+    assert labels.sum() == 4 and set(kinds[labels > 0]) == {"fall"} and len(prob) == 40
+    r = bs.ranking_scores(composed, scored)  # the 0.9 blip outranks the threat: 2 of 36 negatives above it
+    assert r["auc"] == pytest.approx(1 - 2 / 36) and r["by_kind"] == {"fall": r["auc"]}
+
+
 def test_bad_input_is_a_clear_error(tmp_path):
     with pytest.raises(bs.BootstrapError, match="does not exist"):
         bs.compose_set("x", [bs.SourceWindow(str(tmp_path / "missing.mp4"))], 1, 0, tmp_path)
@@ -98,8 +114,26 @@ def test_bootstrap_end_to_end_on_short_composed_clips_with_a_tiny_model(tmp_path
 
     composed = bs.compose_set("e2e", [bs.SourceWindow(str(SAMPLE), 0.0, 30.0)], 2, 7, tmp_path / "set", (6.0, 6.5))
     assert [c.video_id for c in composed.clips] == ["e2e_s7_000", "e2e_s7_001"]
+    # a clip from an older compositor version is reused when this version plans the same clip ...
+    first = Path(composed.clips[0].path)
+    old_gt = json.loads(first.with_suffix(".json").read_text())
+    old_gt["plan"]["version"] = "an older version"
+    first.with_suffix(".json").write_text(json.dumps(old_gt))
+    mtime = first.stat().st_mtime_ns
+    # ... and recomposed when it does not (here: a clip whose recorded events differ)
+    second = Path(composed.clips[1].path)
+    changed = json.loads(second.with_suffix(".json").read_text())
+    changed["plan"]["version"] = "an older version"
+    changed["database"]["e2e_s7_001"]["composition"]["seed"] = -1
+    second.with_suffix(".json").write_text(json.dumps(changed))
     again = bs.compose_set("e2e", [bs.SourceWindow(str(SAMPLE), 0.0, 30.0)], 2, 7, tmp_path / "set", (6.0, 6.5))
     assert again.clips == composed.clips  # deterministic by seed (and reused from disk)
+    assert first.stat().st_mtime_ns == mtime
+    from uprm.compose.compositor import GT_VERSION
+
+    for clip in again.clips:
+        gt_of_clip = json.loads(Path(clip.path).with_suffix(".json").read_text())
+        assert gt_of_clip["plan"]["version"] == GT_VERSION and gt_of_clip["database"][clip.video_id]["composition"]["seed"] >= 0
     assert bs.load_set(tmp_path / "set").clips == composed.clips
     gt = json.loads(composed.gt_path.read_text())["database"]
     assert set(gt) == {"e2e_s7_000", "e2e_s7_001"}

@@ -120,3 +120,20 @@ def test_a_language_model_that_cannot_be_found_offline_gives_a_clear_error(tmp_p
     (tmp_path / "smollm2-135m-instruct").mkdir()
     with pytest.raises(LanguageModelUnavailable, match="not a finished conversion"):
         build_model("small")
+
+
+def test_windowed_hpe_has_no_time_layer_and_older_checkpoints_with_one_still_load(tmp_path):
+    """With hpe_window_s > 0 HPE carries no absolute time, so it builds no time layer; checkpoints saved
+    before that (v2 of the default) hold an unused hpe.time_in, which loading drops."""
+    model = build_model("tiny", hpe_window_s=2.0).eval()
+    assert not any(k.startswith("hpe.time_in.") for k in model.uprm_state_dict())
+    assert any(k.startswith("hpe.time_in.") for k in build_model("tiny").uprm_state_dict())  # whole-video form
+    folder = model.save_pretrained(tmp_path / "w")
+    weights = load_file(str(folder / "uprm.safetensors"))
+    weights["hpe.time_in.weight"] = torch.zeros(model.config.d_model, model.config.time_dim)
+    weights["hpe.time_in.bias"] = torch.zeros(model.config.d_model)
+    save_file(weights, str(folder / "uprm.safetensors"))
+    again = UPRMModel.from_pretrained(folder)
+    x = random_expert_inputs(model.config, num_steps=4, seed=3)
+    with torch.no_grad():
+        assert torch.equal(again(x).threat_prob, model(x).threat_prob)

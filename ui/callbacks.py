@@ -289,9 +289,10 @@ def alpha_view(services: Services, session: StudioSession):
             for alpha, model in variants.items():
                 _, _, g = run_model(model, session.evidence)
                 gates[alpha] = g.tolist()
-        note = (f"Router variants trained with L = L_ce + alpha * L_z at alpha = "
-                f"{', '.join(f'{a:g}' for a in sorted(gates))} on the same composed training data, run on "
-                "this video. alpha only acts during training, so each bar group is a separately trained model.")
+        note = (f"Router variants trained with L = threat BCE + alpha * L_z at alpha = "
+                f"{', '.join(f'{a:g}' for a in sorted(gates))}: the same composed training data, recipe and random "
+                "start, only alpha differs; run on this video. alpha only acts during training, so each bar "
+                "group is a separately trained model.")
         return alpha_figure(gates), status(note)
     except Exception as exc:
         return None, status(friendly(exc), ok=False)

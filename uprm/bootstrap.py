@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 THREATS_PER_CLIP_P = (0.25, 0.45, 0.30)  # P(0), P(1), P(2) threat events per composed clip
-CHECKPOINT_VERSION = "uprm-small-bootstrap-v2"
+CHECKPOINT_VERSION = "uprm-small-bootstrap-v3"
 Say = Callable[[str], None]
 
 
@@ -98,7 +98,7 @@ def compose_set(name: str, windows: Sequence[SourceWindow], n_clips: int, seed: 
     Clips already written with the same plan are reused (the manifest records the plan).
     """
     from uprm.compose import compose, prepare
-    from uprm.compose.compositor import GT_VERSION, write_gt
+    from uprm.compose.compositor import GT_VERSION, planned_ground_truth, write_gt
     from uprm.compose.source import probe
 
     if n_clips < 1:
@@ -144,6 +144,13 @@ def compose_set(name: str, windows: Sequence[SourceWindow], n_clips: int, seed: 
         plan = {"version": GT_VERSION, "source_sha256": footage.video.content_hash, "start_s": start_s, "clip_s": length_s,
                 "n_threats": n_threats, "n_harmless": n_harmless, "seed": clip_seed}
         cached = _cached_clip(path, gt_file, plan)
+        if cached is None and (older := _cached_clip(path, gt_file, plan, any_version=True)) is not None:
+            # composed by an earlier compositor version: reuse its pixels when this one plans the same clip
+            now = planned_ground_truth(footage, n_threats, clip_seed, start_s=start_s, clip_s=length_s,
+                                       n_harmless=n_harmless, video_id=video_id)
+            if now["database"] == older["database"]:
+                cached = {**now, "plan": plan}
+                write_gt(cached, gt_file)
         if cached is None:
             result = compose(footage, n_threats, clip_seed, path, start_s=start_s, clip_s=length_s,
                              n_harmless=n_harmless, video_id=video_id, gt_path=gt_file)
@@ -172,13 +179,20 @@ def compose_set(name: str, windows: Sequence[SourceWindow], n_clips: int, seed: 
     return out
 
 
-def _cached_clip(path: Path, gt_file: Path, plan: dict) -> dict | None:
+def _cached_clip(path: Path, gt_file: Path, plan: dict, any_version: bool = False) -> dict | None:
+    """The ground truth of a clip already written with ``plan`` (with ``any_version``: by any compositor
+    version), or None."""
     if not (path.is_file() and gt_file.is_file()):
         return None
     try:
         gt = json.loads(gt_file.read_text())
     except json.JSONDecodeError:
         return None
+    if any_version:
+        def strip(p):
+            return {k: v for k, v in (p or {}).items() if k != "version"}
+
+        return gt if strip(gt.get("plan")) == strip(plan) else None
     return gt if gt.get("plan") == plan else None
 
 
@@ -601,6 +615,48 @@ def detection_scores(composed: ComposedSet, scored: Sequence[Scored], rule: Deci
             "precision": fl.precision, "recall": fl.recall,
             "map": {f"{t:g}": dm.map_at[t] for t in CUVA_TIOUS}, "map_avg": dm.average_map,
             "n_gt": dm.n_gt, "n_pred": dm.n_pred, "hits_at_0.5_by_kind": dict(sorted(by_kind.items()))}
+
+
+def frame_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """ROC AUC of per-step scores, independent of any decision rule: the chance that a random step inside
+    a threat scores above a random step outside (ties count half). NaN without both kinds of step."""
+    y, s = np.asarray(labels, bool), np.asarray(scores, np.float64)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if not n_pos or not n_neg:
+        return float("nan")
+    _, inverse, counts = np.unique(s, return_inverse=True, return_counts=True)
+    ranks = (np.cumsum(counts) - (counts - 1) / 2.0)[inverse]  # 1-based, tied scores share their mean rank
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def step_labels(composed: ComposedSet, scored: Sequence[Scored]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(labels, probabilities, kinds) over every step of every clip: 1 and the event kind inside a GT
+    segment, 0 and '' outside."""
+    by_id = {c.video_id: c for c in composed.clips}
+    ys, ps, ks = [], [], []
+    for sc in scored:
+        y, k = np.zeros(len(sc.times_s)), np.full(len(sc.times_s), "", dtype=object)
+        clip = by_id[sc.video_id]
+        for (s, e), label in zip(clip.segments_s, clip.labels):
+            inside = (sc.times_s >= s) & (sc.times_s < e)
+            y[inside], k[inside] = 1, label
+        ys.append(y)
+        ps.append(sc.prob)
+        ks.append(k)
+    return np.concatenate(ys), np.concatenate(ps), np.concatenate(ks)
+
+
+def auc_by_kind(labels: np.ndarray, scores: np.ndarray, kinds: np.ndarray) -> dict:
+    """Frame AUC over all steps and per event kind (that kind's steps against every threat-free step)."""
+    y = np.asarray(labels) > 0
+    return {"auc": frame_auc(y, scores),
+            "by_kind": {k: frame_auc(y[(kinds == k) | ~y], np.asarray(scores)[(kinds == k) | ~y])
+                        for k in sorted(set(kinds) - {""})}}
+
+
+def ranking_scores(composed: ComposedSet, scored: Sequence[Scored]) -> dict:
+    """``auc_by_kind`` of a model's per-step probabilities on a composed set."""
+    return auc_by_kind(*step_labels(composed, scored))
 
 
 THRESHOLDS = tuple(float(t) for t in np.round(np.arange(0.2, 0.91, 0.05), 2))

@@ -259,6 +259,32 @@ def write_gt(gt: dict, path: str | Path) -> Path:
     return path
 
 
+def _plan_clip(footage: Footage, events, seed: int, start_s: float, clip_s: float | None, n_harmless: int | None
+               ) -> tuple[int, int, list[Actor], list[ComposedEvent]]:
+    """(first frame, frame count, actors, events) of a clip: everything but the pixels."""
+    video = footage.video
+    first = int(round(start_s * video.fps))
+    n = video.frame_count - first if clip_s is None else int(round(clip_s * video.fps))
+    if not 0 <= first < video.frame_count or n < 2 or first + n > video.frame_count:
+        raise ComposeError(
+            f"clip [{start_s:g} s, {start_s + n / video.fps:g} s) is not inside {Path(video.path).name} "
+            f"(0 to {video.duration_s:g} s); choose start_s and clip_s within it"
+        )
+    scene = Scene(footage.bank, video.fps, n, video.width, video.height, np.random.default_rng(seed),
+                  (first, first + n))
+    actors, composed = plan(scene, events, n_harmless)
+    return first, n, actors, composed
+
+
+def planned_ground_truth(footage: Footage, events: Sequence[EventSpec | dict | str] | int = 1, seed: int = 0, *,
+                         start_s: float = 0.0, clip_s: float | None = None, n_harmless: int | None = None,
+                         video_id: str = "clip") -> dict:
+    """The ground truth ``compose`` would write with these arguments, without rendering: a clip composed
+    earlier whose ground truth equals it has the same pixels (rendering follows from the plan)."""
+    _, n, _, composed = _plan_clip(footage, events, seed, start_s, clip_s, n_harmless)
+    return ground_truth(video_id, n / footage.video.fps, footage.video.fps, composed, footage, start_s, seed)
+
+
 def compose(source: str | Path | Footage, events: Sequence[EventSpec | dict | str] | int = 1, seed: int = 0,
             out: str | Path = "composed.mp4", *, start_s: float = 0.0, clip_s: float | None = None,
             n_harmless: int | None = None, video_id: str | None = None, gt_path: str | Path | None = None,
@@ -272,22 +298,14 @@ def compose(source: str | Path | Footage, events: Sequence[EventSpec | dict | st
     """
     import time
 
+    from uprm.video import write_h264
+
     footage = source if isinstance(source, Footage) else prepare(source)
     video = footage.video
-    first = int(round(start_s * video.fps))
-    n = video.frame_count - first if clip_s is None else int(round(clip_s * video.fps))
-    if not 0 <= first < video.frame_count or n < 2 or first + n > video.frame_count:
-        raise ComposeError(
-            f"clip [{start_s:g} s, {start_s + n / video.fps:g} s) is not inside {Path(video.path).name} "
-            f"(0 to {video.duration_s:g} s); choose start_s and clip_s within it"
-        )
     out = Path(out)
     video_id = video_id or out.stem
-    rng = np.random.default_rng(seed)
-    scene = Scene(footage.bank, video.fps, n, video.width, video.height, rng, (first, first + n))
-    actors, composed = plan(scene, events, n_harmless)
+    first, n, actors, composed = _plan_clip(footage, events, seed, start_s, clip_s, n_harmless)
     gt = ground_truth(video_id, n / video.fps, video.fps, composed, footage, start_s, seed)
-    from uprm.video import write_h264
 
     t0 = time.perf_counter()
     write_h264(render(footage, actors, first, n, composed if label else None), out, video.fps)

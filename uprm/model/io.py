@@ -11,7 +11,7 @@ cast to the model's float32 on load. ``lora_adapter`` may be a symlink to anothe
 (the alpha variants share the bootstrap model's).
 
 The "small" preset is the shipped bootstrap checkpoint ``assets/uprm-small`` when it is there (its
-``model_id`` is the version recorded in its weights, e.g. "uprm-small-bootstrap-v2"); otherwise, and
+``model_id`` is the version recorded in its weights, e.g. "uprm-small-bootstrap-v3"); otherwise, and
 always for "small-untrained", the untrained small model, with a warning (model_id "small-untrained").
 """
 from __future__ import annotations
@@ -72,7 +72,7 @@ def _assemble(config: UPRMConfig):
 def save_model(model, directory: str | Path, model_id: str | None = None) -> Path:
     """Write config.json, uprm.safetensors and lora_adapter/ into ``directory`` (created if needed).
 
-    ``model_id`` (e.g. "uprm-small-bootstrap-v2") is recorded in the weights' metadata and becomes the
+    ``model_id`` (e.g. "uprm-small-bootstrap-v3") is recorded in the weights' metadata and becomes the
     loaded model's ``model_id``; without it a loaded model is named by its folder.
     """
     from safetensors.torch import save_file
