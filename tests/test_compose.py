@@ -244,7 +244,7 @@ def test_dataset_builder_writes_clips_ground_truth_and_manifest(footage, tmp_pat
 def test_drawn_threats_always_fit_the_windows_sized_for_them(footage):
     """Random draws (a number of threats, as the bootstrap sets use) size one window per threat from its
     timing: every threat given a window is composed, persistent ones (fall, left_object) included with
-    their full tail; a clip too short for all of them keeps the ones that fit. (A persistent threat once
+    their full tail; a clip too short for all of them together gets none. (A persistent threat once
     got a window sized for a shorter tail than it needs and failed the whole clip.)"""
     from uprm.compose import compositor
 

@@ -148,7 +148,7 @@ def plan(scene: Scene, events: Sequence[EventSpec | dict | str] | int, n_harmles
     free = sorted((s for s in specs if s.threat and s.start_s is None), key=lambda s: s.kind in PERSISTENT_KINDS)
     windows = _windows(scene, free, strict) if free else []
     if not strict:
-        free = free[:len(windows)]  # a clip too short for all drawn threats keeps the ones that fit
+        free = free[:len(windows)]  # a clip too short for all drawn threats together gets none (it stays threat-free)
     ordered = [(s, (0, scene.n_frames)) for s in timed] + list(zip(free, windows))
     ordered += [(s, (0, scene.n_frames)) for s in specs if not s.threat]
     actors: list[Actor] = []
