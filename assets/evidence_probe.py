@@ -1,9 +1,9 @@
 """How far the cached evidence alone can separate threat steps from normal ones: a reference for the model.
 
 A gradient-boosted tree (scikit-learn, a dependency of sentence-transformers) on a few dozen hand-made
-per-step features of the same evidence the model reads (counts, track speeds, ages and still times, the
-scene-graph predicates, the fight probability, the person occupancy), each also as its difference to
-1 and 2 s before and after. Trained on the training clips; frame-level ROC AUC on the validation and
+per-step features of the same evidence the model reads (counts, track speeds, ages, still times and
+wandering, the scene-graph predicates, the fight probability, the person occupancy), each also as its
+difference to 1 and 2 s before and after. Trained on the training clips; frame-level ROC AUC on the validation and
 held-out clips. A different learner that reaches about the model's AUC says the evidence, not the model,
 sets the limit. Run by assets/evaluate_default_model.py (its numbers go into the model card).
 """
@@ -18,7 +18,8 @@ from uprm.featurize import featurize
 from uprm.model.config import UPRMConfig
 from uprm.model.inputs import MOTION_FEATURES
 
-SPEED, AGE, STILL = (MOTION_FEATURES.index(k) for k in ("speed_hps", "log_age_s", "log_still_s"))
+SPEED, AGE, STILL, WANDER4, WANDER8 = (MOTION_FEATURES.index(k) for k in
+                                       ("speed_hps", "log_age_s", "log_still_s", "wander_4s_h", "wander_8s_h"))
 CONTEXT_STEPS = (-4, -2, 2, 4)  # at 2 fps: 2 and 1 s before and after
 
 
@@ -37,6 +38,7 @@ def step_features(evidence, config: UPRMConfig) -> np.ndarray:
         rows.append([person.sum(), thing.sum(), speed.max(initial=0), speed.mean() if speed.size else 0.0,
                      (speed > 1.0).sum(), (speed > 0.6).sum(), still.max(initial=0), (still > 1.0).sum(),
                      age.max(initial=0), motion[t, thing, STILL].max(initial=0), (motion[t, thing, AGE] > 0.7).sum(),
+                     motion[t, person, WANDER4].max(initial=0), motion[t, person, WANDER8].max(initial=0),
                      height.max(initial=0), height.min(initial=0) if height.size else 0.0,
                      *(rel[t, r].max(initial=0) for r in range(rel.shape[1])), fight[t], occupancy[t]])
     f = np.asarray(rows, np.float32)

@@ -160,20 +160,38 @@ def test_entity_motion_from_tracks_is_hand_computable():
     frames = [f(0.0), f(0.5, 10), f(1.0, 40), f(1.5, 70, True), f(2.0, 70, True), f(2.5, 70, True)]
     m = entity_motion(frames, W, H)
     assert [x.shape[0] for x in m] == [1, 2, 2, 4, 4, 4] and m[0].shape[1] == len(MOTION_FEATURES)
-    speed, vx, vy, log_age, log_still = m[3][1]
+    speed, vx, vy, log_age, log_still = m[3][1][:5]
     # over the last second (0.5 -> 1.5 s) the person moved 60 px: 1.2 body heights (50 px) per second
     assert speed == pytest.approx(1.2) and vx == pytest.approx(60 / W) and vy == 0
     assert log_age == pytest.approx(np.log1p(1.0)) and log_still == 0
     # at 2.5 s it has stood still since 1.5 s: velocity over the last second is zero
     assert m[5][1][0] == 0 and m[5][1][4] == pytest.approx(np.log1p(1.0))
     # the bag: tracked since 1.5 s, still all along; the untracked person: zeros
-    np.testing.assert_allclose(m[5][2], [0, 0, 0, np.log1p(1.0), np.log1p(1.0)], atol=1e-6)
+    np.testing.assert_allclose(m[5][2], [0, 0, 0, np.log1p(1.0), np.log1p(1.0), 0, 0], atol=1e-6)
     assert not m[5][3].any()
     # the car was there before the video began: as old and as still as the cap, from the first frame on
     cap = np.log1p(MAX_DWELL_S)
     for step in (0, 3, 5):
-        np.testing.assert_allclose(m[step][0], [0, 0, 0, cap, cap], atol=1e-6)
+        np.testing.assert_allclose(m[step][0], [0, 0, 0, cap, cap, 0, 0], atol=1e-6)
+    # it walked straight, then stopped: it went where it moved, so it did not wander
+    assert m[5][1][5] == pytest.approx(0, abs=1e-6) and m[5][1][6] == pytest.approx(0, abs=1e-6)
     # featurize puts each entity's motion in its ranked slot
     x = featurize(video(frames), UPRMConfig.tiny(max_persons=2, max_entities=4))
     assert x.object_motion.shape == (1, 6, 4, len(MOTION_FEATURES))
     np.testing.assert_allclose(x.object_motion[0, 5, 1].numpy(), m[5][2], atol=1e-6)  # the bag ranks 2nd
+
+
+def test_wandering_is_path_length_minus_net_displacement_in_body_heights():
+    """Pacing 30 px back and forth every 0.5 s (50 px tall): over the last 4 s (9 steps) the path is 8 x 30
+    px and the net displacement 0 (4.8 body heights); the 8 s window holds the same 9 points here."""
+    from uprm.featurize import entity_motion
+
+    frames = []
+    for k in range(9):
+        x = 10 + 30 * (k % 2)
+        fr = frame(0.5 * k, [(1, 0.9, (x, 20, x + 20, 70))])
+        fr.track_ids = np.array([5])
+        frames.append(fr)
+    m = entity_motion(frames, W, H)
+    assert m[8][0][5] == pytest.approx(8 * 30 / 50) and m[8][0][6] == pytest.approx(8 * 30 / 50)
+    assert m[1][0][5] == 0, "two points show no direction change"

@@ -20,6 +20,8 @@ MAX_SPEED_HPS = 5.0  # clip: a tracker's id switch can fake any speed
 # ages and still times are capped: a model trained on 10-16 s clips must read "8 s" and "80 s" alike,
 # or a long video's old tracks (parked cars, people standing about) look like nothing it was trained on
 MAX_DWELL_S = 8.0
+WANDER_WINDOWS_S = (4.0, 8.0)  # wander_4s_h, wander_8s_h (see MOTION_FEATURES)
+MAX_WANDER_H = 10.0  # body heights
 
 _PREDICATE_INDEX = {name: i for i, name in enumerate(PREDICATES)}
 
@@ -148,6 +150,12 @@ def entity_motion(frames: list[FrameEvidence], width: int, height: int) -> list[
                 still_since = born  # still since before we first saw it
             m[j, 3] = np.log1p(min(t - born, MAX_DWELL_S))
             m[j, 4] = np.log1p(min(t - still_since, MAX_DWELL_S))
+            for col, window_s in enumerate(WANDER_WINDOWS_S, start=5):
+                pts = np.array([(p[1], p[2], p[3]) for p in hist if t - p[0] <= window_s + 1e-6])
+                if len(pts) >= 3:  # a direction change needs three points
+                    path = np.linalg.norm(np.diff(pts[:, :2], axis=0), axis=1).sum()
+                    net = np.linalg.norm(pts[-1, :2] - pts[0, :2])
+                    m[j, col] = min((path - net) / pts[:, 2].mean(), MAX_WANDER_H)
         out.append(m)
     return out
 

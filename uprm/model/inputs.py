@@ -16,9 +16,11 @@ from uprm.model.errors import InputError
 
 # per entity, from its track over the last second(s) (uprm.featurize.entity_motion): speed in body
 # heights per second, velocity in frame widths / heights per second, log(1 + seconds since the track
-# appeared), log(1 + seconds it has stayed within half a body height of where it is now), both capped. Falls, runs,
-# loitering and left items are motion over time, which one frame's boxes cannot show.
-MOTION_FEATURES = ("speed_hps", "vx_fps", "vy_fps", "log_age_s", "log_still_s")
+# appeared), log(1 + seconds it has stayed within half a body height of where it is now), both capped, and
+# how far it wandered without getting anywhere over the last 4 and 8 s (path length minus net
+# displacement, in body heights: pacing back and forth scores high, walking through or standing ~0).
+# Falls, runs, loitering and left items are motion over time, which one frame's boxes cannot show.
+MOTION_FEATURES = ("speed_hps", "vx_fps", "vy_fps", "log_age_s", "log_still_s", "wander_4s_h", "wander_8s_h")
 
 
 @dataclass
