@@ -8,6 +8,14 @@ from tests.conftest import launch_studio
 pytestmark = pytest.mark.slow
 
 
+def demo_threshold() -> float:
+    import json
+
+    from ui.config import ASSETS
+
+    return json.loads((ASSETS / "uprm-small" / "config.json").read_text())["threat_threshold"]
+
+
 def test_analyze_and_chat_through_gradio_client(tmp_path):
     from gradio_client import Client, handle_file
 
@@ -24,6 +32,12 @@ def test_analyze_and_chat_through_gradio_client(tmp_path):
         # the player is set once, to the overlay the app rendered; other updates leave it alone
         players = [o[3] for o in job.outputs() if isinstance(o[3], str)]
         assert len(players) == 1 and "overlay_" in players[0] and players[0].endswith(".mp4")
+        assert f"threshold {demo_threshold():g}" in status  # threshold left out (slider at 0): the tuned rule
+        # a chosen threshold: 0.99 opens no segment; one outside (0, 1) is refused with what to do
+        strict = client.predict(handle_file(str(SAMPLE_VIDEO)), ["pose"], 0.99, api_name="/analyze")[0]
+        assert "no threat found" in strict and "threshold 0.99" in strict
+        bad = client.predict(handle_file(str(SAMPLE_VIDEO)), ["pose"], 1.5, api_name="/analyze")[0]
+        assert "Problem:" in bad and "between 0 and 1" in bad and "set 0" in bad
         history, _ = client.predict("is there a threat in the video?", [], api_name="/chat")
         answer = history[-1]["content"]
         text = answer if isinstance(answer, str) else " ".join(p.get("text", "") for p in answer)

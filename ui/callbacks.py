@@ -120,8 +120,18 @@ def render_overlay(services: Services, session: StudioSession, layers: list[str]
     return str(out)
 
 
-def run_analysis(services: Services, path: str | None, layers: list[str], session: StudioSession,
-                 progress: gr.Progress = gr.Progress()) -> Iterator[tuple]:
+def alert_threshold(value: float | None) -> float | None:
+    """The Analyse tab's threshold slider: 0 (or nothing, from the API) = the model's tuned rule (None)."""
+    if value is None or float(value) == 0.0:
+        return None
+    if not 0.0 < float(value) < 1.0:
+        raise UserError(f"The alert threshold must be between 0 and 1 (a probability), got {value:g}: "
+                        "set 0 to use the model's tuned rule.")
+    return float(value)
+
+
+def run_analysis(services: Services, path: str | None, layers: list[str], threshold: float | None,
+                 session: StudioSession, progress: gr.Progress = gr.Progress()) -> Iterator[tuple]:
     """Generator for the Analyse button: yields (status, timeline, rows, player, meta, session)."""
     from uprm.plots import timeline_figure
 
@@ -132,7 +142,8 @@ def run_analysis(services: Services, path: str | None, layers: list[str], sessio
         check_video(services, path)
         session = StudioSession(video_path=path)
         model = services.model()
-        settings = AnalysisSettings(sam2_checkpoint=str(services.cfg.sam2_checkpoint)
+        settings = AnalysisSettings(threshold=alert_threshold(threshold),
+                                    sam2_checkpoint=str(services.cfg.sam2_checkpoint)
                                     if services.cfg.sam2_checkpoint else None)
         last_yield = 0.0
         with services.model_lock:
@@ -168,7 +179,7 @@ def run_analysis(services: Services, path: str | None, layers: list[str], sessio
         except Exception as exc:  # the analysis stands even if the store is unavailable
             stored = f" · not stored for review: {friendly(exc)}"
         summary = (f"{len(a.segments)} threat segment(s)" if a.segments else "no threat found") + \
-            f" in {a.video.duration_s:.1f} s · model {a.model_id}{stored}"
+            f" in {a.video.duration_s:.1f} s · model {a.model_id} · threshold {a.settings.threshold:g}{stored}"
         warn = ("  \nWarning: " + "; ".join(a.warnings)) if a.warnings else ""
         yield (status(f"done: {summary}", 1.0) + warn, timeline_figure(a), segment_rows(a),
                gr.skip(), page_meta(a), session)

@@ -50,6 +50,11 @@ def build_demo(cfg: AppConfig, services: Services | None = None) -> gr.Blocks:
                                                 elem_id="status")
                         layers = gr.CheckboxGroup(choices=list(cb.ALL_LAYERS), value=list(cb.ALL_LAYERS),
                                                   label="Overlay layers", elem_id="layers")
+                        threshold = gr.Slider(0.0, 0.95, value=0.0, step=0.05, elem_id="threshold",
+                                              label="Alert threshold (0: the model's tuned rule)",
+                                              info="Per-step threat probability that opens a segment. Lower finds "
+                                                   "more threats and raises more false alarms: the model card's "
+                                                   "operating points show the trade.")
                         meta = gr.Textbox(visible="hidden", elem_id="uprm_meta")
                         seek_to = gr.Number(visible="hidden", elem_id="seek_to")
                 timeline = gr.Plot(label="Timeline: threat score, segments and gate weights",
@@ -170,7 +175,7 @@ def build_demo(cfg: AppConfig, services: Services | None = None) -> gr.Blocks:
 
         # ---- events (wired last)
         player.change(bind(cb.on_video, services), inputs=[player, session], outputs=[status_md, session])
-        analyse_btn.click(bind(cb.run_analysis, services), inputs=[player, layers, session],
+        analyse_btn.click(bind(cb.run_analysis, services), inputs=[player, layers, threshold, session],
                           outputs=[status_md, timeline, segments, player, meta, session],
                           concurrency_limit=1, show_progress="minimal", api_name="analyze").then(
             cb.teach_time_slider, inputs=[session], outputs=[step_time]).then(
