@@ -33,14 +33,22 @@ def test_analyze_and_chat_through_gradio_client(tmp_path):
         players = [o[3] for o in job.outputs() if isinstance(o[3], str)]
         assert len(players) == 1 and "overlay_" in players[0] and players[0].endswith(".mp4")
         assert f"threshold {demo_threshold():g}" in status  # threshold left out (slider at 0): the tuned rule
-        # a chosen threshold: 0.99 opens no segment; one outside (0, 1) is refused with what to do
-        strict = client.predict(handle_file(str(SAMPLE_VIDEO)), ["pose"], 0.99, api_name="/analyze")[0]
-        assert "no threat found" in strict and "threshold 0.99" in strict
-        bad = client.predict(handle_file(str(SAMPLE_VIDEO)), ["pose"], 1.5, api_name="/analyze")[0]
-        assert "Problem:" in bad and "between 0 and 1" in bad and "set 0" in bad
+        # a chosen threshold: 0.95 opens no segment here; one beyond the slider is refused by name
+        strict = client.predict(handle_file(str(SAMPLE_VIDEO)), ["pose"], 0.95, api_name="/analyze")[0]
+        assert "no threat found" in strict and "threshold 0.95" in strict
+        with pytest.raises(Exception, match="greater than maximum value 0.95"):
+            client.predict(handle_file(str(SAMPLE_VIDEO)), ["pose"], 1.5, api_name="/analyze")
         history, _ = client.predict("is there a threat in the video?", [], api_name="/chat")
         answer = history[-1]["content"]
         text = answer if isinstance(answer, str) else " ".join(p.get("text", "") for p in answer)
         assert text.startswith(("Yes, there exists a threat", "No, there exists no threat"))
     finally:
         demo.close()
+
+
+def test_alert_threshold_zero_means_the_tuned_rule_and_nonsense_is_refused():
+    from ui.callbacks import UserError, alert_threshold
+
+    assert alert_threshold(0) is None and alert_threshold(None) is None and alert_threshold(0.45) == 0.45
+    with pytest.raises(UserError, match="between 0 and 1.*set 0"):
+        alert_threshold(1.5)
