@@ -466,7 +466,7 @@ def ship_checkpoint(run_dir: str | Path, dest: str | Path, model_id: str, *, fp1
 
     ``shared_adapter``: instead of a copy, ``dest/lora_adapter`` becomes a relative symlink to this
     adapter folder, which must hold exactly the run's adapter (checked tensor by tensor); when the folder
-    does not exist yet, this run's adapter is moved there first (the first of several sharing it).
+    does not exist yet, this run's adapter is copied there first (the first of several sharing it).
     ``config_overrides``: config fields to record (e.g. the tuned decision rule, ``DecisionRule.config_fields``).
     Returns {file: bytes} of what was written.
     """
