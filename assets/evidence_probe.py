@@ -47,11 +47,9 @@ def step_features(evidence, config: UPRMConfig) -> np.ndarray:
 
 def labelled(composed: bs.ComposedSet, evidences: dict, config: UPRMConfig):
     """Features, 0/1 step labels (inside a GT segment) and each step's event kind ('' outside)."""
-    steps = [bs.Scored(c.video_id, c.duration_s, 0.5, np.array([f.time_s for f in evidences[c.path].frames]),
-                       np.zeros(len(evidences[c.path].frames)), np.zeros((len(evidences[c.path].frames), 4)))
-             for c in composed.clips]  # step times only: labels come from bootstrap.step_labels
-    y, _, kinds = bs.step_labels(composed, steps)
-    return np.concatenate([step_features(evidences[c.path], config) for c in composed.clips]), y, kinds
+    labelled = [bs.clip_step_labels(c, evidences[c.path].times_s) for c in composed.clips]
+    return (np.concatenate([step_features(evidences[c.path], config) for c in composed.clips]),
+            np.concatenate([y for y, _ in labelled]), np.concatenate([k for _, k in labelled]))
 
 
 def probe(train: tuple, others: dict[str, tuple], seed: int = 0) -> dict:

@@ -629,21 +629,22 @@ def frame_auc(labels: np.ndarray, scores: np.ndarray) -> float:
     return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
+def clip_step_labels(clip: ClipRecord, times_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, kinds) of one clip's steps: 1 and the event kind inside a GT segment, 0 and '' outside."""
+    times_s = np.asarray(times_s)
+    y, k = np.zeros(len(times_s)), np.full(len(times_s), "", dtype=object)
+    for (s, e), label in zip(clip.segments_s, clip.labels):
+        inside = (times_s >= s) & (times_s < e)
+        y[inside], k[inside] = 1, label
+    return y, k
+
+
 def step_labels(composed: ComposedSet, scored: Sequence[Scored]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(labels, probabilities, kinds) over every step of every clip: 1 and the event kind inside a GT
-    segment, 0 and '' outside."""
+    """(labels, probabilities, kinds) over every step of every scored clip (``clip_step_labels``)."""
     by_id = {c.video_id: c for c in composed.clips}
-    ys, ps, ks = [], [], []
-    for sc in scored:
-        y, k = np.zeros(len(sc.times_s)), np.full(len(sc.times_s), "", dtype=object)
-        clip = by_id[sc.video_id]
-        for (s, e), label in zip(clip.segments_s, clip.labels):
-            inside = (sc.times_s >= s) & (sc.times_s < e)
-            y[inside], k[inside] = 1, label
-        ys.append(y)
-        ps.append(sc.prob)
-        ks.append(k)
-    return np.concatenate(ys), np.concatenate(ps), np.concatenate(ks)
+    labelled = [clip_step_labels(by_id[sc.video_id], sc.times_s) for sc in scored]
+    return (np.concatenate([y for y, _ in labelled]), np.concatenate([sc.prob for sc in scored]),
+            np.concatenate([k for _, k in labelled]))
 
 
 def auc_by_kind(labels: np.ndarray, scores: np.ndarray, kinds: np.ndarray) -> dict:
