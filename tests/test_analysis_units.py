@@ -108,6 +108,54 @@ def test_categories_follow_the_evidence(predicates, tracks, fight, duration, exp
     assert category_from_evidence(ev, duration) == expected
 
 
+def _with_motion(t: float, people: list[tuple], changes: list[tuple], touching=()) -> FrameEvidence:
+    """people: (box, flow_speed, flow_wander); changes: (box, person_overlap, added, age_s)."""
+    from uprm.evidence import ENTITY_MOTION, SCENE_CHANGE_CLASS_ID
+
+    col = {n: i for i, n in enumerate(ENTITY_MOTION)}
+    n = len(people) + len(changes)
+    motion = np.zeros((n, len(ENTITY_MOTION)), np.float32)
+    for i, (_, speed, wander) in enumerate(people):
+        motion[i, col["flow_speed_hps"]], motion[i, col["flow_wander_2s_h"]] = speed, wander
+    for j, (_, overlap, added, age) in enumerate(changes, start=len(people)):
+        motion[j, col["change_grey"]] = 0.3
+        motion[j, col["change_contrast"]], motion[j, col["change_contrast_before"]] = (0.3, 0.05) if added else (0.05, 0.3)
+        motion[j, col["change_log_age_s"]], motion[j, col["change_person_overlap"]] = np.log1p(age), overlap
+    return FrameEvidence(
+        time_s=t, frame_index=int(t * 10), boxes=np.array([b for b, *_ in people + changes], np.float32).reshape(n, 4),
+        class_ids=np.array([1] * len(people) + [SCENE_CHANGE_CLASS_ID] * len(changes)),
+        class_names=["person"] * len(people) + ["scene change"] * len(changes), scores=np.full(n, 0.8, np.float32),
+        track_ids=np.array(list(range(len(people))) + [-1] * len(changes)), keypoints=np.zeros((n, 17, 3), np.float32),
+        relations=[Relation(a, "touching", b, 0.8, "boxes overlap") for a, b in touching], motion=motion)
+
+
+STANDING = ((300, 200, 340, 300), 0.0, 0.0)  # a person 100 px tall whose feet are at y = 300
+
+
+def test_motion_facts_name_falls_left_items_runs_and_scuffles():
+    def category(frames):
+        ev = VideoEvidence(INFO, 2.0, frames)
+        return category_from_evidence(summarize_evidence(ev, list(range(len(frames))), np.full((len(frames), 4), 0.25)))
+
+    lying = ((100, 280, 200, 310), 0.0, True, 3.0)  # 100 x 30 px on the ground where a standing person is 40 x 100
+    summary = summarize_evidence(VideoEvidence(INFO, 2.0, [_with_motion(5.0, [STANDING], [lying])]), [0], np.zeros((1, 4)))
+    assert summary.change_kinds == {"lying": 1}
+    assert summary.scene_changes == ["from 2.0s: something person-sized lying on the ground at (150, 310) px, "
+                                     "100x30 px, nobody standing on it"]
+    assert category([_with_motion(5.0, [STANDING], [lying])]) == "fall"
+    item = ((100, 295, 112, 301), 0.0, True, 2.0)
+    assert category([_with_motion(5.0, [STANDING], [item])]) == "left_object"
+    # someone standing on the change, or the ghost of something gone, is no left item
+    assert category([_with_motion(5.0, [STANDING], [(item[0], 0.9, True, 2.0), (item[0], 0.0, False, 2.0)])]) == "threat"
+    runners = [((x, 200, x + 40, 300), 1.2, 0.1) for x in (100, 200, 300)]
+    assert category([_with_motion(5.0, runners, [])]) == "crowd_run"
+    pair = [((300, 200, 340, 300), 0.4, 1.6), ((320, 200, 360, 300), 0.5, 1.4)]
+    assert category([_with_motion(5.0, pair, [], touching=[(0, 1)])]) == "struggle"
+    ctx_ev = summarize_evidence(VideoEvidence(INFO, 2.0, [_with_motion(5.0, runners, [lying])]), [0], np.zeros((1, 4)))
+    context = __import__("uprm.analysis", fromlist=["evidence_context"]).evidence_context(ctx_ev, 4.0, 6.0, 0.8)
+    assert "up to 3 people at once" in context and "Scene change from 2.0s: something person-sized lying" in context
+
+
 def test_alpha_figure_groups_mean_gates_by_alpha():
     from uprm.plots import alpha_figure
 

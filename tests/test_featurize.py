@@ -141,7 +141,7 @@ def test_entity_motion_from_tracks_is_hand_computable():
     bag appears at 1.5 s and never moves; an untracked entity has no motion; a car already there in the
     first frame has an unknown past and counts as old (and still, while it does not move)."""
     from uprm.featurize import MAX_DWELL_S, entity_motion
-    from uprm.model.inputs import MOTION_FEATURES
+    from uprm.model.inputs import MOTION_FEATURES, TRACK_FEATURES
 
     car = (3, 0.6, (150, 0, 190, 20))
 
@@ -159,26 +159,48 @@ def test_entity_motion_from_tracks_is_hand_computable():
 
     frames = [f(0.0), f(0.5, 10), f(1.0, 40), f(1.5, 70, True), f(2.0, 70, True), f(2.5, 70, True)]
     m = entity_motion(frames, W, H)
-    assert [x.shape[0] for x in m] == [1, 2, 2, 4, 4, 4] and m[0].shape[1] == len(MOTION_FEATURES)
+    assert [x.shape[0] for x in m] == [1, 2, 2, 4, 4, 4] and m[0].shape[1] == len(TRACK_FEATURES)
     speed, vx, vy, log_age, log_still = m[3][1][:5]
     # over the last second (0.5 -> 1.5 s) the person moved 60 px: 1.2 body heights (50 px) per second
     assert speed == pytest.approx(1.2) and vx == pytest.approx(60 / W) and vy == 0
     assert log_age == pytest.approx(np.log1p(1.0)) and log_still == 0
     # at 2.5 s it has stood still since 1.5 s: velocity over the last second is zero
     assert m[5][1][0] == 0 and m[5][1][4] == pytest.approx(np.log1p(1.0))
-    # the bag: tracked since 1.5 s, still all along; the untracked person: zeros
-    np.testing.assert_allclose(m[5][2], [0, 0, 0, np.log1p(1.0), np.log1p(1.0), 0, 0], atol=1e-6)
-    assert not m[5][3].any()
+    # the bag: tracked since 1.5 s, still all along; the untracked person: no track kinematics (its zone
+    # dwell needs no track: test_zone_dwell_...)
+    np.testing.assert_allclose(m[5][2], [0, 0, 0, np.log1p(1.0), np.log1p(1.0), 0, 0, 0], atol=1e-6)
+    assert not m[5][3][:-1].any()
     # the car was there before the video began: as old and as still as the cap, from the first frame on
     cap = np.log1p(MAX_DWELL_S)
     for step in (0, 3, 5):
-        np.testing.assert_allclose(m[step][0], [0, 0, 0, cap, cap, 0, 0], atol=1e-6)
+        np.testing.assert_allclose(m[step][0], [0, 0, 0, cap, cap, 0, 0, 0], atol=1e-6)
     # it walked straight, then stopped: it went where it moved, so it did not wander
     assert m[5][1][5] == pytest.approx(0, abs=1e-6) and m[5][1][6] == pytest.approx(0, abs=1e-6)
     # featurize puts each entity's motion in its ranked slot
     x = featurize(video(frames), UPRMConfig.tiny(max_persons=2, max_entities=4))
     assert x.object_motion.shape == (1, 6, 4, len(MOTION_FEATURES))
-    np.testing.assert_allclose(x.object_motion[0, 5, 1].numpy(), m[5][2], atol=1e-6)  # the bag ranks 2nd
+    np.testing.assert_allclose(x.object_motion[0, 5, 1, :len(TRACK_FEATURES)].numpy(), m[5][2], atol=1e-6)  # the bag ranks 2nd
+    assert not x.object_motion[0, :, :, len(TRACK_FEATURES):].any()  # no motion layer in this evidence
+
+
+def test_zone_dwell_is_the_share_of_the_last_8_s_someone_stood_here():
+    """Steps 0.5 s apart; a person 50 px tall (so "here" = within 50 px of the feet) paces between x = 10
+    and 40 for 4 s while tracks break at every step; a passer-by crosses at 60 px a step."""
+    from uprm.featurize import entity_motion
+    from uprm.model.inputs import TRACK_FEATURES
+
+    zone = TRACK_FEATURES.index("zone_dwell_8s")
+    frames = []
+    for k in range(9):
+        ents = [(1, 0.9, (10 + 30 * (k % 2), 20, 30 + 30 * (k % 2), 70)), (1, 0.8, (60 * k, 100, 20 + 60 * k, 150))]
+        fr = frame(0.5 * k, ents)
+        fr.track_ids = np.array([100 + k, 200 + k])  # a new track id every step: the tracker keeps losing them
+        frames.append(fr)
+    m = entity_motion(frames, W, H)
+    assert m[0][0][zone] == 0  # nothing looked back on yet
+    assert m[8][0][zone] == pytest.approx(1.0)  # someone stood within a body height at each of the 8 steps before
+    assert m[8][1][zone] == 0  # the passer-by was a body height further at each step before
+    assert not m[8][0][:zone].any()  # a one-step track has no kinematics
 
 
 def test_wandering_is_path_length_minus_net_displacement_in_body_heights():

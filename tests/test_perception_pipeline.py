@@ -62,6 +62,35 @@ def test_excerpt_evidence_has_every_layer(evidence):
 
 
 @pytest.mark.slow
+def test_the_motion_layer_measures_every_entity(evidence):
+    from uprm.evidence import ENTITY_MOTION, SCENE_CHANGE_CLASS_ID
+
+    assert "motion" in evidence.versions
+    speed = ENTITY_MOTION.index("flow_speed_hps")
+    walking = []
+    for f in evidence.frames:
+        assert f.motion is not None and f.motion.shape == (len(f), len(ENTITY_MOTION))
+        changes = f.class_ids == SCENE_CHANGE_CLASS_ID
+        assert not f.motion[changes, :speed + 1].any()  # a scene change does not move
+        if f.time_s >= 1.0:
+            walking += list(f.motion[f.is_person, speed])
+    # people walking through vtest: most measurably moving, at walking pace (under a body height a second)
+    assert np.median(walking) == pytest.approx(0.35, abs=0.2) and np.percentile(walking, 90) < 1.0
+
+
+@pytest.mark.slow
+def test_a_new_motion_version_reuses_the_first_pass(excerpt, cache_root, monkeypatch):
+    from uprm.perception import motion, pipeline
+
+    monkeypatch.setattr(motion, "MOTION_VERSION", "motion-test")
+    monkeypatch.setattr(pipeline, "_PERCEIVERS", {})
+    stages = []
+    again = perceive(excerpt, progress=lambda stage, fraction: stages.append(stage), cache_dir=cache_root)
+    assert "motion" in stages and "front-ends" not in stages  # only the second pass ran
+    assert again.versions["motion"].startswith("motion-test") and all(f.motion is not None for f in again.frames)
+
+
+@pytest.mark.slow
 def test_track_ids_persist_for_walking_people(evidence):
     runs: dict[int, list[tuple[float, np.ndarray, float]]] = {}
     for f in evidence.frames:

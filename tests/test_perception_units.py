@@ -272,6 +272,9 @@ def assert_same_evidence(a: VideoEvidence, b: VideoEvidence) -> None:
             np.testing.assert_array_equal(fa.masks, fb.masks)
         assert fa.mask_sources == fb.mask_sources and fa.relations == fb.relations
         assert fa.scene_labels == fb.scene_labels and fa.fight_prob == fb.fight_prob
+        assert (fa.motion is None) == (fb.motion is None)
+        if fa.motion is not None:
+            np.testing.assert_array_equal(fa.motion, fb.motion)
 
 
 def test_cache_round_trip_is_exact(tmp_path):
@@ -282,6 +285,21 @@ def test_cache_round_trip_is_exact(tmp_path):
     frames, warns = load_chunk(save_chunk(tmp_path / "chunk_00000", ev.frames[:2], ev.mask_size, ev.warnings))
     assert len(frames) == 2 and warns == ev.warnings
     np.testing.assert_array_equal(frames[1].masks, ev.frames[1].masks)
+
+
+def test_cache_round_trip_keeps_the_motion_layer(tmp_path):
+    from dataclasses import replace
+
+    from uprm.evidence import ENTITY_MOTION
+
+    ev = _evidence()
+    rng = np.random.default_rng(1)
+    ev = replace(ev, frames=[replace(f, motion=rng.random((len(f), len(ENTITY_MOTION))).astype(np.float32))
+                             for f in ev.frames])
+    assert_same_evidence(ev, load_evidence(save_evidence(ev, tmp_path / "ev")))
+    ev.frames[1].motion = None  # a motion layer on some frames only is a bug, not something to store
+    with pytest.raises(ValueError, match="all or none"):
+        save_evidence(ev, tmp_path / "half")
 
 
 def test_damaged_or_foreign_folders_are_refused(tmp_path):

@@ -59,6 +59,12 @@ class SegmentEvidence:
     dominant_expert: str
     fight_prob_mean: float
     scene_labels: list[str]
+    # from the motion layer (empty / 0 without it): changes that appeared and stayed where nobody stands,
+    # each "from 5.2s: ... at (x, y) px", and how many steps showed a person-sized one lying / a small one
+    scene_changes: list[str] = field(default_factory=list)
+    change_kinds: dict[str, int] = field(default_factory=dict)  # "lying" / "item" -> steps seen
+    fast_people: int = 0  # most people moving at >= FAST_FLOW_HPS (optical flow) at one step
+    scuffle_steps: int = 0  # steps where two people touch and one sways to and fro (flow wander)
 
 
 @dataclass
@@ -168,6 +174,55 @@ def _entity_name(frame, i: int) -> str:
     return f"{frame.class_names[i]}#{tid}" if tid >= 0 else frame.class_names[i]
 
 
+FAST_FLOW_HPS = 0.75  # flow speed (body heights / s) counted as running: walkers measure ~0.35
+SCUFFLE_WANDER_H = 1.0  # body heights of to-and-fro in 2 s (flow_wander_2s_h) of someone touching another
+PERSON_SIZED = 0.3  # a scene change at least this share of a person box's area is person-sized
+
+
+def _motion_facts(evidence: VideoEvidence, frames: list) -> tuple[list[str], dict[str, int], int, int]:
+    """What the motion layer adds to a segment: scene changes nobody stands on, fast movers, scuffles."""
+    from uprm.evidence import ENTITY_MOTION, SCENE_CHANGE_CLASS_ID
+
+    col = {name: i for i, name in enumerate(ENTITY_MOTION)}
+    standing = np.array([(b[3], (b[3] - b[1]) * (b[2] - b[0])) for f in evidence.frames
+                         for b, p in zip(np.asarray(f.boxes, np.float64), f.is_person) if p]).reshape(-1, 2)
+
+    def person_area(foot_y: float) -> float:
+        """Median area of the video's person boxes standing about as far from the camera (foot y)."""
+        near = standing[np.abs(standing[:, 0] - foot_y) <= 0.1 * evidence.video.height, 1]
+        pool = near if len(near) >= 3 else standing[:, 1]
+        return float(np.median(pool)) if len(pool) else float("inf")
+
+    changes: dict[tuple[int, int], tuple[float, str]] = {}  # a coarse position -> (first seen, text)
+    kinds: Counter[str] = Counter()
+    fast = scuffles = 0
+    for f in frames:
+        if f.motion is None:
+            continue
+        m, boxes = np.asarray(f.motion), np.asarray(f.boxes)
+        people = np.flatnonzero(f.is_person)
+        fast = max(fast, int((m[people, col["flow_speed_hps"]] >= FAST_FLOW_HPS).sum()))
+        pairs = {(r.subject, r.object) for r in f.relations if r.predicate == "touching"}
+        if any(m[i, col["flow_wander_2s_h"]] >= SCUFFLE_WANDER_H for pair in pairs for i in pair):
+            scuffles += 1
+        seen_kinds = set()
+        for i in np.flatnonzero(f.class_ids == SCENE_CHANGE_CLASS_ID):
+            if m[i, col["change_person_overlap"]] >= 0.5 or m[i, col["change_contrast"]] <= m[i, col["change_contrast_before"]]:
+                continue  # someone stands there, or it is what is left where something went away
+            x1, y1, x2, y2 = boxes[i]
+            w, h = x2 - x1, y2 - y1
+            kind = "lying" if w * h >= PERSON_SIZED * person_area(float(y2)) and w > h else "item"
+            seen_kinds.add(kind)
+            since = f.time_s - float(np.expm1(m[i, col["change_log_age_s"]]))
+            what = "something person-sized lying" if kind == "lying" else "a new small thing"
+            key = (int((x1 + x2) / 2) // 32, int(y2) // 32)
+            if key not in changes:
+                changes[key] = (since, f"from {max(0.0, since):.1f}s: {what} on the ground at "
+                                       f"({(x1 + x2) / 2:.0f}, {y2:.0f}) px, {w:.0f}x{h:.0f} px, nobody standing on it")
+        kinds.update(seen_kinds)
+    return [t for _, t in sorted(changes.values())][:4], dict(kinds), fast, scuffles
+
+
 def summarize_evidence(evidence: VideoEvidence, steps: list[int], gates: np.ndarray) -> SegmentEvidence:
     frames = [evidence.frames[i] for i in steps]
     tracks: set[int] = set()
@@ -191,6 +246,7 @@ def summarize_evidence(evidence: VideoEvidence, steps: list[int], gates: np.ndar
         seen.add(kind)
     mean = gates.mean(axis=0) if len(gates) else np.zeros(len(EXPERTS))
     mean_gates = {k: round(float(v), 4) for k, v in zip(EXPERTS, mean)}
+    changes, kinds, fast, scuffles = _motion_facts(evidence, frames)
     return SegmentEvidence(
         step_indices=list(steps), track_ids=sorted(tracks),
         relations=[t for _, _, t in sorted(salient)][:12],
@@ -199,6 +255,7 @@ def summarize_evidence(evidence: VideoEvidence, steps: list[int], gates: np.ndar
         mean_gates=mean_gates, dominant_expert=max(mean_gates, key=mean_gates.get),
         fight_prob_mean=round(float(np.mean([f.fight_prob for f in frames])) if frames else 0.0, 4),
         scene_labels=[n for n, _ in labels.most_common(3)],
+        scene_changes=changes, change_kinds=kinds, fast_people=fast, scuffle_steps=scuffles,
     )
 
 
@@ -213,13 +270,15 @@ def category_from_evidence(ev: SegmentEvidence, duration_s: float = 0.0) -> str:
 
     Order matters: a person lying is reported as a fall even if others run to help.
     """
-    p = ev.predicates
-    if p.get("lying"):
+    p, changes = ev.predicates, ev.change_kinds
+    if p.get("lying") or changes.get("lying"):
         return "fall"
-    if p.get("touching") and (ev.fight_prob_mean >= 0.5 or len(ev.track_ids) >= 2):
+    if ev.scuffle_steps or (p.get("touching") and (ev.fight_prob_mean >= 0.5 or len(ev.track_ids) >= 2)):
         return "struggle"
-    if p.get("running", 0) >= 2:
+    if p.get("running", 0) >= 2 or ev.fast_people >= 2:
         return "crowd_run"
+    if changes.get("item"):
+        return "left_object"
     if duration_s >= LOITER_MIN_S and ev.track_ids and not p.get("running"):
         return "loiter"
     if p.get("moving_away") and not p.get("holding") and ev.relations:
@@ -239,6 +298,12 @@ def evidence_context(ev: SegmentEvidence, start_s: float, end_s: float, score: f
         f"Expert weights: {gates} (dominant: {EXPERT_NAMES[ev.dominant_expert]}).",
         f"Fight-clip probability (coarse feature): {ev.fight_prob_mean:.2f}.",
     ]
+    if ev.fast_people:
+        lines.append(f"Moving fast (optical flow, >= {FAST_FLOW_HPS:g} body heights/s): up to {ev.fast_people} "
+                     "people at once.")
+    if ev.scuffle_steps:
+        lines.append(f"Touching and swaying to and fro: {ev.scuffle_steps} steps.")
+    lines += [f"- Scene change {c}" for c in ev.scene_changes]
     if ev.scene_labels:
         lines.append(f"Scene: {', '.join(ev.scene_labels)}.")
     return "\n".join(lines)

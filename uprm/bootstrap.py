@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 THREATS_PER_CLIP_P = (0.25, 0.45, 0.30)  # P(0), P(1), P(2) threat events per composed clip
-CHECKPOINT_VERSION = "uprm-small-bootstrap-v3"
+CHECKPOINT_VERSION = "uprm-small-bootstrap-v4"
 Say = Callable[[str], None]
 
 
@@ -326,13 +326,21 @@ class TrainRun:
 RUN_KEY_FILE = "bootstrap_run.json"  # what a finished run was made from (see run_key)
 
 
+def perception_versions() -> dict[str, str]:
+    """The front-ends' versions the training data's evidence comes from (default perception settings)."""
+    from uprm.perception import PerceptionSettings, Perceiver
+
+    return Perceiver(PerceptionSettings()).versions()
+
+
 def run_key(what: Sequence[str], inputs: Sequence[str | Path] = (), init: str | Path | None = None) -> str:
     """A fingerprint of a run: its command (or call), the bytes of its input files and of the initial
-    weights (a retrained warm-up invalidates what was trained from it). Model code is not in it: after
-    changing it, rebuild with --fresh."""
+    weights (a retrained warm-up invalidates what was trained from it) and the perception versions its
+    evidence comes from (a new front-end invalidates the runs on the old one's evidence). Model code is
+    not in it: after changing it, rebuild with --fresh."""
     import hashlib
 
-    h = hashlib.sha256(json.dumps(list(what)).encode())
+    h = hashlib.sha256(json.dumps([list(what), perception_versions()]).encode())
     files = [Path(p) for p in inputs]
     if init is not None and Path(init).is_dir():
         files += sorted(Path(init).glob("*.safetensors"))

@@ -26,6 +26,23 @@ SKELETON_EDGES = (
     (5, 11), (6, 12), (11, 12), (11, 13), (13, 15), (12, 14), (14, 16),
 )
 
+# Per entity, from the motion front-end (uprm.perception.motion), FrameEvidence.motion's columns:
+# optical flow inside the entity's box over the last sample interval (every frame, not only the
+# sampled ones): mean speed, mean velocity (x right, y down), how much the velocity flips back and
+# forth, the moving fraction of the box, how much faster its top comes down than its bottom, in body
+# heights per second (box heights), and how far it went to and fro over the last 2 s without getting
+# anywhere (path minus net displacement, body heights); and, for scene changes (things that appeared and stayed), their
+# contrast with the ground around them now and before (0-1), log(1 + seconds since they appeared)
+# and the fraction of them a person box covers; change_grey is how much they changed (mean |now - before|). Columns that do not apply are zero.
+ENTITY_MOTION = (
+    "flow_speed_hps", "flow_vx_hps", "flow_vy_hps", "flow_flail_hps", "flow_moving_frac", "flow_drop_hps",
+    "flow_wander_2s_h",
+    "change_grey", "change_contrast", "change_contrast_before", "change_log_age_s", "change_person_overlap",
+)
+# A scene change is an entity of its own: COCO-91 id 0 ("unknown"), which the detector never emits.
+SCENE_CHANGE_CLASS_ID = 0
+SCENE_CHANGE_NAME = "scene change"
+
 # Predicates the scene-graph builder may emit; the index is the predicate id the ORE embeds.
 PREDICATES = (
     "near", "touching", "holding", "riding", "approaching", "moving_away", "lying", "running",
@@ -65,7 +82,8 @@ class FrameEvidence:
     (x_px, y_px, score); rows of non-person entities are all zero. ``masks`` is (N, Hm, Wm) bool at the
     video's mask resolution (see ``VideoEvidence.mask_size``) or None when no mask was made;
     ``mask_sources[i]`` names what produced mask i ("sam2", "selfie_segmentation", "bg_subtraction",
-    or "" for none).
+    "scene_change", or "" for none). ``motion`` is (N, len(ENTITY_MOTION)) from the motion front-end,
+    or None when it did not run. Scene changes (``SCENE_CHANGE_CLASS_ID``) come after the detections.
     """
 
     time_s: float
@@ -83,6 +101,7 @@ class FrameEvidence:
     coarse: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # (D_coarse,)
     scene_labels: list[tuple[str, float]] = field(default_factory=list)  # top ImageNet labels
     fight_prob: float = 0.0  # mc3_18 surveillance-fight probability: a feature, not a verdict
+    motion: np.ndarray | None = None  # (N, len(ENTITY_MOTION)) float32, see ENTITY_MOTION
 
     def __post_init__(self) -> None:
         n = len(self.boxes)
@@ -94,9 +113,13 @@ class FrameEvidence:
         if self.masks is not None:
             checks["masks"] = len(self.masks)
             checks["mask_sources"] = len(self.mask_sources)
+        if self.motion is not None:
+            checks["motion"] = len(self.motion)
         bad = {k: v for k, v in checks.items() if v != n}
         if bad:
             raise ValueError(f"FrameEvidence arrays must all have length {n} (boxes); got {bad}")
+        if self.motion is not None and np.asarray(self.motion).shape[1:] != (len(ENTITY_MOTION),):
+            raise ValueError(f"motion must be (N, {len(ENTITY_MOTION)}), got {np.asarray(self.motion).shape}")
         if n and self.keypoints.shape[1:] != (NUM_JOINTS, 3):
             raise ValueError(f"keypoints must be (N, 17, 3), got {self.keypoints.shape}")
         for r in self.relations:

@@ -1,18 +1,19 @@
 """VideoEvidence (what the frozen front-ends saw) -> ExpertInputs (what the experts read), B = 1.
 
 Deterministic: people and entities are ranked by detector score (ties keep the evidence order) and
-capped at ``config.max_persons`` / ``config.max_entities``; relations touching a dropped entity are
-dropped with it. Coordinates are normalised by the decoded frame size. A step whose background or
+capped at ``config.max_persons`` / ``config.max_entities``, of which up to ``config.max_scene_changes``
+slots go to scene changes (so a crowd never crowds out the item left on the ground); relations
+touching a dropped entity are dropped with it. Coordinates are normalised by the decoded frame size. A step whose background or
 coarse vector is empty gets zeros there (and ``background_mask`` False).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from uprm.evidence import NUM_JOINTS, PREDICATES, FrameEvidence, VideoEvidence
+from uprm.evidence import NUM_JOINTS, PREDICATES, SCENE_CHANGE_CLASS_ID, FrameEvidence, VideoEvidence
 from uprm.model.config import UPRMConfig
 from uprm.model.errors import InputError
-from uprm.model.inputs import MOTION_FEATURES, ExpertInputs
+from uprm.model.inputs import MOTION_FEATURES, TRACK_FEATURES, ExpertInputs
 
 MOTION_LOOKBACK_S = 1.0  # velocity is the displacement over (up to) the last second of the track
 STILL_RADIUS_H = 0.5  # "still" = within half its own height of where it is now
@@ -22,6 +23,8 @@ MAX_SPEED_HPS = 5.0  # clip: a tracker's id switch can fake any speed
 MAX_DWELL_S = 8.0
 WANDER_WINDOWS_S = (4.0, 8.0)  # wander_4s_h, wander_8s_h (see MOTION_FEATURES)
 MAX_WANDER_H = 10.0  # body heights
+ZONE_S = 8.0  # zone_dwell_8s: the share of the last 8 s in which some person stood within...
+ZONE_RADIUS_H = 1.0  # ...one body height of where this entity's feet are now (tracks need not hold)
 
 _PREDICATE_INDEX = {name: i for i, name in enumerate(PREDICATES)}
 
@@ -64,7 +67,9 @@ def featurize(evidence: VideoEvidence, config: UPRMConfig) -> ExpertInputs:
             pose[i, slot] = np.concatenate([xy, score[:, None]], axis=1)
             person_mask[i, slot] = True
 
-        kept = list(order[:k])
+        is_change = np.asarray(frame.class_ids) == SCENE_CHANGE_CLASS_ID
+        changes = [j for j in order if is_change[j]][:min(config.max_scene_changes, k)]
+        kept = [j for j in order if not is_change[j]][:k - len(changes)] + changes
         ids = np.asarray(frame.class_ids, np.int64)[kept] if kept else np.zeros(0, np.int64)
         bad = ids[(ids < 0) | (ids >= config.num_object_classes)]
         if bad.size:
@@ -76,7 +81,9 @@ def featurize(evidence: VideoEvidence, config: UPRMConfig) -> ExpertInputs:
         object_box[i, :n] = np.clip(np.asarray(frame.boxes, np.float32)[kept] / scale, 0.0, 1.0)
         object_score[i, :n] = np.clip(np.asarray(frame.scores, np.float32)[kept], 0.0, 1.0)
         object_mask[i, :n] = True
-        object_motion[i, :n] = motion[i][kept]
+        object_motion[i, :n, :len(TRACK_FEATURES)] = motion[i][kept]
+        if frame.motion is not None and n:
+            object_motion[i, :n, len(TRACK_FEATURES):] = np.asarray(frame.motion, np.float32)[kept]
         slot_of = {int(j): s for s, j in enumerate(kept)}
         for rel in frame.relations:
             s, o = slot_of.get(rel.subject), slot_of.get(rel.object)
@@ -106,7 +113,7 @@ def featurize(evidence: VideoEvidence, config: UPRMConfig) -> ExpertInputs:
 
 
 def entity_motion(frames: list[FrameEvidence], width: int, height: int) -> list[np.ndarray]:
-    """Per frame, (N, len(MOTION_FEATURES)) kinematics of each entity from its track's past (causal: only
+    """Per frame, (N, len(TRACK_FEATURES)) kinematics of each entity from its track's past (causal: only
     earlier frames are used, so a streaming analysis would compute the same). Untracked entities (track
     id < 0) get zeros.
 
@@ -116,10 +123,20 @@ def entity_motion(frames: list[FrameEvidence], width: int, height: int) -> list[
     would learn "late in the video" instead of "has been here long"."""
     history: dict[tuple[int, int], list[tuple[float, float, float, float]]] = {}  # (class, track) -> t, cx, cy, h
     censored: set[tuple[int, int]] = set()  # tracks present in the first frame
+    feet = [_person_feet(f) for f in frames]  # (P, 2) foot points of each frame's people
+    times = np.array([f.time_s for f in frames], np.float64)
+    zone_col = TRACK_FEATURES.index("zone_dwell_8s")
     out = []
     for k, frame in enumerate(frames):
-        m = np.zeros((len(frame), len(MOTION_FEATURES)), np.float32)
+        m = np.zeros((len(frame), len(TRACK_FEATURES)), np.float32)
         boxes = np.asarray(frame.boxes, np.float64).reshape(-1, 4)
+        past = [q for q in range(k - 1, -1, -1) if times[k] - times[q] <= ZONE_S + 1e-6][::-1]
+        for j in np.flatnonzero(frame.is_person) if past else ():
+            x1, y1, x2, y2 = boxes[j]
+            foot, h = np.array([(x1 + x2) / 2, y2]), max(y2 - y1, 1.0)
+            near = sum(bool(len(feet[q])) and bool((np.linalg.norm(feet[q] - foot, axis=1) <= ZONE_RADIUS_H * h).any())
+                       for q in past)
+            m[j, zone_col] = near / len(past)
         for j, tid in enumerate(np.asarray(frame.track_ids).reshape(-1)):
             if tid < 0:
                 continue
@@ -158,6 +175,11 @@ def entity_motion(frames: list[FrameEvidence], width: int, height: int) -> list[
                     m[j, col] = min((path - net) / pts[:, 2].mean(), MAX_WANDER_H)
         out.append(m)
     return out
+
+
+def _person_feet(frame: FrameEvidence) -> np.ndarray:
+    boxes = np.asarray(frame.boxes, np.float64).reshape(-1, 4)[frame.is_person]
+    return np.stack([(boxes[:, 0] + boxes[:, 2]) / 2, boxes[:, 3]], axis=1)
 
 
 def _vector(frame: FrameEvidence, name: str, dim: int) -> np.ndarray | None:

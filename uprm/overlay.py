@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from uprm.evidence import SKELETON_EDGES, FrameEvidence, VideoEvidence
+from uprm.evidence import ENTITY_MOTION, SCENE_CHANGE_CLASS_ID, SKELETON_EDGES, FrameEvidence, VideoEvidence
 
 OVERLAY_LAYERS = ("pose", "graph", "masks", "banner")
 KP_VISIBLE = 0.3  # joints below this MoveNet score are not drawn
-MASK_SOURCES = ("selfie_segmentation", "bg_subtraction", "sam2")
+MASK_SOURCES = ("selfie_segmentation", "bg_subtraction", "sam2", "scene_change")
 
 Segment3 = tuple[float, float, str]  # (start_s, end_s, label)
 
@@ -50,6 +50,8 @@ def _detections(f: FrameEvidence, rows: np.ndarray | None = None):
 
 def _name(f: FrameEvidence, i: int) -> str:
     tid = int(f.track_ids[i])
+    if f.class_ids[i] == SCENE_CHANGE_CLASS_ID and f.motion is not None:  # how long it has been there
+        return f"{f.class_names[i]} {np.expm1(f.motion[i, ENTITY_MOTION.index('change_log_age_s')]):.0f}s"
     return f"{f.class_names[i]}#{tid}" if tid >= 0 else f.class_names[i]
 
 
@@ -149,7 +151,7 @@ class MaskOverlay:
     def __init__(self, opacity: float = 0.45):
         import supervision as sv
 
-        palette = sv.ColorPalette.from_hex(["#76FF03", "#FF9100", "#D500F9"])  # one colour per source
+        palette = sv.ColorPalette.from_hex(["#76FF03", "#FF9100", "#D500F9", "#FF1744"])  # one colour per source
         self.masks = sv.MaskAnnotator(color=palette, opacity=opacity, color_lookup=sv.ColorLookup.CLASS)
         self.labels = sv.LabelAnnotator(color=palette, text_scale=0.35, text_padding=2,
                                         color_lookup=sv.ColorLookup.CLASS,

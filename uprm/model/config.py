@@ -128,6 +128,7 @@ class UPRMConfig:
     dropout: float = 0.1
     max_persons: int = 8  # P: people per step kept for HPE (highest detector score first)
     max_entities: int = 16  # K: entities per step kept for ORE (highest detector score first)
+    max_scene_changes: int = 4  # of the K slots, at most this many (and at most K) go to scene changes
     num_object_classes: int = 91  # COCO-91 ids 0..90 (0 = unknown)
     d_bg: int = 1280 + 64
     d_coarse: int = 512 + 1
@@ -173,6 +174,8 @@ class UPRMConfig:
         _positive(self, "d_model", "num_heads", "max_persons", "max_entities", "num_object_classes",
                   "d_bg", "d_coarse", "hpe_joint_dim", "hpe_graph_layers", "ore_node_dim",
                   "ore_graph_layers", "vbe_layers", "router_hidden", "time_dim")
+        if self.max_scene_changes < 0:
+            raise ConfigError(f"max_scene_changes must be >= 0, got {self.max_scene_changes}")
         if self.d_model % self.num_heads:
             raise ConfigError(f"d_model ({self.d_model}) must be divisible by num_heads ({self.num_heads})")
         if self.time_dim % 2:

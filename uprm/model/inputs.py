@@ -11,16 +11,22 @@ from dataclasses import dataclass, fields, replace
 
 import torch
 
-from uprm.evidence import NUM_JOINTS, PREDICATES
+from uprm.evidence import ENTITY_MOTION, NUM_JOINTS, PREDICATES
 from uprm.model.errors import InputError
 
 # per entity, from its track over the last second(s) (uprm.featurize.entity_motion): speed in body
 # heights per second, velocity in frame widths / heights per second, log(1 + seconds since the track
 # appeared), log(1 + seconds it has stayed within half a body height of where it is now), both capped, and
 # how far it wandered without getting anywhere over the last 4 and 8 s (path length minus net
-# displacement, in body heights: pacing back and forth scores high, walking through or standing ~0).
+# displacement, in body heights: pacing back and forth scores high, walking through or standing ~0), and
+# the share of the last 8 s in which some person stood within a body height of where it is now
+# (without relying on the tracker, which loses people who turn and pause).
 # Falls, runs, loitering and left items are motion over time, which one frame's boxes cannot show.
-MOTION_FEATURES = ("speed_hps", "vx_fps", "vy_fps", "log_age_s", "log_still_s", "wander_4s_h", "wander_8s_h")
+TRACK_FEATURES = ("speed_hps", "vx_fps", "vy_fps", "log_age_s", "log_still_s", "wander_4s_h", "wander_8s_h",
+                  "zone_dwell_8s")
+# then what the motion front-end measured between samples (uprm.evidence.ENTITY_MOTION: optical flow
+# inside the entity's box at up to 10 fps, and for scene changes how they look); zeros without it
+MOTION_FEATURES = TRACK_FEATURES + ENTITY_MOTION
 
 
 @dataclass

@@ -3,8 +3,9 @@
 Detector (SSD-MobileNetV2, COCO), pose (MoveNet Lightning on person crops), tracks (ByteTrack),
 scene graph (geometry, keypoints and motion), masks (selfie segmentation per person, background
 subtraction for moving objects, SAM 2 when given a checkpoint), coarse clip features (mc3_18 fight
-model) and frame features (EfficientNet-Lite3). Every model ships inside an installed package:
-nothing is downloaded. Entry point: :func:`perceive` (cached per video on disk).
+model), frame features (EfficientNet-Lite3) and the motion layer (dense optical flow per entity and
+scene changes that stayed, from every frame: ``uprm.perception.motion``). Every model ships inside an
+installed package: nothing is downloaded. Entry point: :func:`perceive` (cached per video on disk).
 
 Vector sizes the model side builds against (``uprm.featurize``):
 

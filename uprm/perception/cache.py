@@ -14,7 +14,8 @@ Layout of a saved evidence folder (``save_evidence`` / ``load_evidence``)::
                     scores (E,) float32, track_ids (E,) int64, keypoints (E, 17, 3) float32,
                     masks_packed (np.packbits of the (M, Hm, Wm) bool masks of frames that have
                     masks, in frame then entity order), background (F, D_bg) float32,
-                    coarse (F, D_coarse) float32 (D = 0 when the layer was off)
+                    coarse (F, D_coarse) float32 (D = 0 when the layer was off), motion (E, M)
+                    float32 (ENTITY_MOTION columns; absent when the motion layer was off)
 
 The perception cache keys such folders by :func:`cache_key`; an interrupted run leaves
 ``<key>.partial/chunk_NNNNN/`` folders in the same format, one per finished chunk of samples, and the
@@ -30,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from uprm.evidence import NUM_JOINTS, FrameEvidence, Relation, VideoEvidence, VideoInfo
+from uprm.evidence import ENTITY_MOTION, NUM_JOINTS, FrameEvidence, Relation, VideoEvidence, VideoInfo
 
 FORMAT = "uprm-evidence"
 FORMAT_VERSION = 1
@@ -89,6 +90,11 @@ def _frames_payload(frames: list[FrameEvidence]) -> tuple[list[dict], dict[str, 
         "keypoints": cat("keypoints", (NUM_JOINTS, 3), np.float32), "masks_packed": packed,
         "background": vectors("background"), "coarse": vectors("coarse"),
     }
+    with_motion = [f.motion is not None for f in frames]
+    if any(with_motion):
+        if not all(with_motion):
+            raise ValueError("FrameEvidence.motion is set on some frames only: the motion layer runs on all or none")
+        arrays["motion"] = cat("motion", (len(ENTITY_MOTION),), np.float32)
     return meta, arrays
 
 
@@ -103,6 +109,10 @@ def _frames_from_payload(meta: list[dict], arrays, mask_size: tuple[int, int]) -
     boxes, class_ids, scores = arrays["boxes"], arrays["class_ids"], arrays["scores"]
     track_ids, keypoints = arrays["track_ids"], arrays["keypoints"]
     background, coarse = arrays["background"], arrays["coarse"]
+    motion = arrays.get("motion")
+    if motion is not None and motion.shape[1:] != (len(ENTITY_MOTION),):
+        raise EvidenceFormatError(f"motion columns {motion.shape[1:]} are not ENTITY_MOTION's "
+                                  f"{len(ENTITY_MOTION)}: evidence from another version; delete it and rerun")
     frames = []
     mask_row = 0
     for k, m in enumerate(meta):
@@ -117,7 +127,7 @@ def _frames_from_payload(meta: list[dict], arrays, mask_size: tuple[int, int]) -
             keypoints=keypoints[a:b], relations=[Relation(**r) for r in m["relations"]], masks=masks,
             mask_sources=list(m["mask_sources"] or []), background=background[k], coarse=coarse[k],
             scene_labels=[(str(label), float(p)) for label, p in m["scene_labels"]],
-            fight_prob=float(m["fight_prob"]),
+            fight_prob=float(m["fight_prob"]), motion=None if motion is None else motion[a:b],
         ))
     return frames
 

@@ -16,7 +16,8 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "perceive",
         help="run the frozen front-ends over a video; write evidence and an overlay preview",
-        description="Run detector, pose, tracks, scene graph, masks and clip/frame features over VIDEO. "
+        description="Run detector, pose, tracks, scene graph, masks, clip/frame features and the motion "
+                    "layer (optical flow per entity, scene changes that stayed) over VIDEO. "
                     "Writes DIR/evidence.json + DIR/arrays.npz (format: uprm/perception/cache.py) and "
                     "DIR/preview.mp4 (H.264, evidence drawn on the sampled frames). Results are cached "
                     "per video in ${UPRM_CACHE_DIR:-~/.cache/uprm}/evidence.",

