@@ -29,7 +29,7 @@ from uprm.perception.pipeline import Perceiver  # noqa: E402
 from uprm.video import NearestSampler, iter_frames, probe  # noqa: E402
 
 STAGES = ("probe", "decode", "detector", "tracker", "masks_bg", "pose", "masks_selfie", "masks_sam2",
-          "scene", "fight", "waiting", "relations", "cache_save", "cache_load")
+          "scene", "fight", "waiting", "relations", "motion", "cache_save", "cache_load")
 
 
 def peak_rss_mb() -> float:

@@ -109,7 +109,8 @@ def test_categories_follow_the_evidence(predicates, tracks, fight, duration, exp
 
 
 def _with_motion(t: float, people: list[tuple], changes: list[tuple], touching=()) -> FrameEvidence:
-    """people: (box, flow_speed, flow_wander); changes: (box, person_overlap, added, age_s)."""
+    """people: (box, flow_speed, flow_wander); changes: (box, person_overlap, added, age_s[, seconds since a
+    person stood there, default 0])."""
     from uprm.evidence import ENTITY_MOTION, SCENE_CHANGE_CLASS_ID
 
     col = {n: i for i, n in enumerate(ENTITY_MOTION)}
@@ -117,7 +118,8 @@ def _with_motion(t: float, people: list[tuple], changes: list[tuple], touching=(
     motion = np.zeros((n, len(ENTITY_MOTION)), np.float32)
     for i, (_, speed, wander) in enumerate(people):
         motion[i, col["flow_speed_hps"]], motion[i, col["flow_wander_2s_h"]] = speed, wander
-    for j, (_, overlap, added, age) in enumerate(changes, start=len(people)):
+    for j, (_, overlap, added, age, *since) in enumerate(changes, start=len(people)):
+        motion[j, col["change_log_since_person_s"]] = np.log1p(since[0] if since else 0.0)
         motion[j, col["change_grey"]] = 0.3
         motion[j, col["change_contrast"]], motion[j, col["change_contrast_before"]] = (0.3, 0.05) if added else (0.05, 0.3)
         motion[j, col["change_log_age_s"]], motion[j, col["change_person_overlap"]] = np.log1p(age), overlap
@@ -145,8 +147,10 @@ def test_motion_facts_name_falls_left_items_runs_and_scuffles():
     assert category([_with_motion(5.0, [STANDING], [lying])]) == "fall"
     item = ((100, 295, 112, 301), 0.0, True, 2.0)
     assert category([_with_motion(5.0, [STANDING], [item])]) == "left_object"
-    # someone standing on the change, or the ghost of something gone, is no left item
-    assert category([_with_motion(5.0, [STANDING], [(item[0], 0.9, True, 2.0), (item[0], 0.0, False, 2.0)])]) == "threat"
+    # someone standing on the change, the ghost of something gone, or a change nobody was near when it
+    # appeared (a tape flapping in the wind) is no left item
+    assert category([_with_motion(5.0, [STANDING], [(item[0], 0.9, True, 2.0), (item[0], 0.0, False, 2.0),
+                                                    (item[0], 0.0, True, 2.0, 8.0)])]) == "threat"
     runners = [((x, 200, x + 40, 300), 1.2, 0.1) for x in (100, 200, 300)]
     assert category([_with_motion(5.0, runners, [])]) == "crowd_run"
     pair = [((300, 200, 340, 300), 0.4, 1.6), ((320, 200, 360, 300), 0.5, 1.4)]

@@ -138,8 +138,10 @@ def test_flow_speed_is_in_body_heights_per_second():
 def test_a_still_entity_does_not_move_and_a_swaying_one_wanders():
     still = flow_of(lambda t: (60, 40))
     assert still[COL["flow_speed_hps"]] < 0.05 and still[COL["flow_wander_2s_h"]] < 0.05
-    sway = flow_of(lambda t: (60 + 12 * np.sin(2 * np.pi * 1.0 * t), 40))  # to and fro, 1 Hz, +-0.5 body heights
-    assert sway[COL["flow_wander_2s_h"]] > 1.0  # ~2 body heights of path, little net displacement
+    # to and fro at 0.5 Hz, +-10 px (0.4 body heights), like a scuffle's pushing: over the last 2 s in half
+    # seconds the box moved 1.6 body heights back and forth and got nowhere
+    sway = flow_of(lambda t: (60 + 10 * np.sin(2 * np.pi * 0.5 * t), 40))
+    assert sway[COL["flow_wander_2s_h"]] == pytest.approx(1.59, abs=0.3)
     assert sway[COL["flow_flail_hps"]] > 0.3
 
 
@@ -165,6 +167,32 @@ def test_scene_changes_become_entities_after_the_detections():
     row = out.motion[1]
     assert row[COL["change_person_overlap"]] == 0 and row[COL["change_contrast"]] > row[COL["change_contrast_before"]]
     assert not row[:COL["change_grey"]].any()  # no flow columns for a change
+    assert row[COL["change_log_since_person_s"]] == pytest.approx(np.log1p(8.0))  # nobody was near: the cap
+
+
+def test_a_change_says_how_long_before_it_a_person_stood_there():
+    """An item appears at 2 s beside where a person stood until 1.5 s (samples every 0.5 s)."""
+    import cv2
+
+    rng, g = np.random.default_rng(8), ground()
+    analyzer = MotionAnalyzer((W, H), sample_interval_s=0.5)
+    out = None
+    for k in range(60):
+        t = k / 10
+        f = g.copy()
+        if k >= 20:
+            f[80:88, 20:34] = 230
+        rgb = np.repeat(noisy(f, rng)[..., None], 3, axis=2)
+        analyzer.push(t, lambda wh, rgb=rgb: cv2.resize(rgb, wh, interpolation=cv2.INTER_AREA), k % 5 == 0)
+        if k % 5 == 0:
+            people = [(36, 40, 52, 88)] if t <= 1.5 else []  # 48 px tall, feet beside the item's spot
+            out = analyzer.sample(person_frame(t, people), (W, H), (40, 30))
+    changes = np.flatnonzero(out.class_ids == SCENE_CHANGE_CLASS_ID)
+    assert len(changes) == 1
+    row = out.motion[changes[0]]
+    since = np.expm1(row[COL["change_log_since_person_s"]])
+    established = 5.5 - np.expm1(row[COL["change_log_age_s"]])
+    assert since == pytest.approx(established - 1.5, abs=0.01) and since < 3.0
 
 
 def test_add_motion_reads_a_video_and_running_it_again_measures_anew(tmp_path):

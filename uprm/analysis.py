@@ -177,6 +177,7 @@ def _entity_name(frame, i: int) -> str:
 FAST_FLOW_HPS = 0.75  # flow speed (body heights / s) counted as running: walkers measure ~0.35
 SCUFFLE_WANDER_H = 1.0  # body heights of to-and-fro in 2 s (flow_wander_2s_h) of someone touching another
 PERSON_SIZED = 0.3  # a scene change at least this share of a person box's area is person-sized
+LEFT_BEHIND_S = 3.0  # a change counts as left behind when a person stood there at most this long before
 
 
 def _motion_facts(evidence: VideoEvidence, frames: list) -> tuple[list[str], dict[str, int], int, int]:
@@ -207,8 +208,9 @@ def _motion_facts(evidence: VideoEvidence, frames: list) -> tuple[list[str], dic
             scuffles += 1
         seen_kinds = set()
         for i in np.flatnonzero(f.class_ids == SCENE_CHANGE_CLASS_ID):
-            if m[i, col["change_person_overlap"]] >= 0.5 or m[i, col["change_contrast"]] <= m[i, col["change_contrast_before"]]:
-                continue  # someone stands there, or it is what is left where something went away
+            if (m[i, col["change_person_overlap"]] >= 0.5 or m[i, col["change_contrast"]] <= m[i, col["change_contrast_before"]]
+                    or np.expm1(m[i, col["change_log_since_person_s"]]) > LEFT_BEHIND_S):
+                continue  # someone stands there, something went away, or nobody was there when it appeared
             x1, y1, x2, y2 = boxes[i]
             w, h = x2 - x1, y2 - y1
             kind = "lying" if w * h >= PERSON_SIZED * person_area(float(y2)) and w > h else "item"
@@ -314,11 +316,10 @@ def evidence_context(ev: SegmentEvidence, start_s: float, end_s: float, score: f
 
 @contextmanager
 def ablated(model, ablation: tuple[str, ...]):
-    """Run with exactly these ablation switches on (no others), then restore the model's own."""
-    from uprm.model.config import Ablation
-
+    """Run with these ablation switches on besides the model's own (a checkpoint trained without an
+    expert keeps it off: switching it on would read weights that never learnt), then restore them."""
     previous = model.ablation
-    model.set_ablation(Ablation(**{name: True for name in ablation}))
+    model.set_ablation(previous, **{name: True for name in ablation})
     try:
         yield model
     finally:

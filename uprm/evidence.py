@@ -31,13 +31,17 @@ SKELETON_EDGES = (
 # sampled ones): mean speed, mean velocity (x right, y down), how much the velocity flips back and
 # forth, the moving fraction of the box, how much faster its top comes down than its bottom, in body
 # heights per second (box heights), and how far it went to and fro over the last 2 s without getting
-# anywhere (path minus net displacement, body heights); and, for scene changes (things that appeared and stayed), their
-# contrast with the ground around them now and before (0-1), log(1 + seconds since they appeared)
-# and the fraction of them a person box covers; change_grey is how much they changed (mean |now - before|). Columns that do not apply are zero.
+# anywhere (path minus net displacement, body heights). For scene changes (things that appeared and
+# stayed): how much they changed (change_grey, mean |now - before|), their contrast with the ground
+# around them now and before (0-1), log(1 + seconds since they appeared), the fraction of them a person
+# box covers, and log(1 + seconds between the last time a person stood there and the change appearing):
+# an item put down or a person who fell has ~0, a flapping tape nobody touched has the cap.
+# Columns that do not apply are zero.
 ENTITY_MOTION = (
     "flow_speed_hps", "flow_vx_hps", "flow_vy_hps", "flow_flail_hps", "flow_moving_frac", "flow_drop_hps",
     "flow_wander_2s_h",
     "change_grey", "change_contrast", "change_contrast_before", "change_log_age_s", "change_person_overlap",
+    "change_log_since_person_s",
 )
 # A scene change is an entity of its own: COCO-91 id 0 ("unknown"), which the detector never emits.
 SCENE_CHANGE_CLASS_ID = 0

@@ -20,7 +20,10 @@ The detector sees one frame every half second. Two kinds of evidence need every 
   shows no changes. Each connected change becomes an entity ("scene change", COCO id 0 = unknown) with its contrast
   against the ground around it now and before: something *added* contrasts now, a ghost left where
   something *went away* (a person who stood at the start and walked off) contrasted only before and
-  is healed into the background. A change that a person box covers is most likely that person.
+  is healed into the background; pixels that keep changing and coming back (a flapping tape) are
+  restless and never count. A change that a person box covers is most likely that person. Each change
+  also says how long before it appeared a person last stood there: things people leave behind (an
+  item, a person who fell) appear where someone just was.
 
 Both run in a second decoding pass (``add_motion``) that reads the first pass's boxes; the pass is
 cheap (DIS flow at 384 px, ~4 ms a frame; the change model at 768 px and CHANGE_FPS) and cached with
@@ -39,13 +42,14 @@ from uprm.evidence import (
     VideoEvidence,
 )
 
-MOTION_VERSION = "motion-4"
+MOTION_VERSION = "motion-8"
 FLOW_MAX_SIDE = 384  # flow is computed on frames downscaled to this longer side
 FLOW_FPS = 10.0  # at most this many flow fields per second (a 30 fps video: every third frame)
 MOVE_PX = 0.25  # flow (px at FLOW_MAX_SIDE, per processed frame) below this is noise, not motion
 MIN_MOVING_PX = 3  # fewer moving pixels in a box: the box did not move
 MAX_SPEED_HPS = 5.0  # body heights per second; above is a flow failure, not a person
 WANDER_S = 2.0  # flow_wander_2s_h: path minus net displacement over this long (a scuffle sways to and fro)
+WANDER_PIECE_S = 0.5  # ...measured over pieces this long
 MAX_WANDER_H = 5.0
 
 # the camera moved (a pan, a hand-held shake: median flow over a frame, or its drift since the change
@@ -61,9 +65,15 @@ CHANGE_REL = 0.15  # ...and this fraction of the background's grey (a camera's g
 CHANGE_NOISE_K = 6.0  # ...and this many times the pixel's own flicker when still (compression noise
 CHANGE_NOISE_TAU_S = 3.0  # at edges, a flapping tape): the flicker's running mean
 CHANGE_MIN_AREA_PX = 12  # at CHANGE_MAX_SIDE
+CHANGE_MIN_THICK_PX = 4.5  # at CHANGE_MAX_SIDE: thinner changes are lines (see changes())
+# a pixel whose look has changed and come back again and again lately is restless, not a thing that stayed:
+# a tape flapping in the wind, the edge of a sign people keep passing behind (an item put down or a
+# person who fell changes it once)
+CHANGE_RESTLESS_EPISODES, CHANGE_RESTLESS_TAU_S, CHANGE_RESTLESS_REACH_PX = 2.0, 60.0, 9
 CHANGE_RELEARN_FRACTION = 0.3  # more of the frame changed at once: light or camera changed, relearn
 MAX_CHANGES = 6  # largest changes kept per step
 MAX_CHANGE_AGE_S = 8.0  # ages are capped (see uprm.featurize.MAX_DWELL_S)
+PERSON_MEMORY_S = MAX_CHANGE_AGE_S + 4.0  # person boxes kept to tell who stood where a change appeared
 
 _COL = {name: i for i, name in enumerate(ENTITY_MOTION)}
 N_FLOW = sum(name.startswith("flow_") for name in ENTITY_MOTION)  # the flow columns come first
@@ -100,6 +110,7 @@ class SceneChangeModel:
         self.has_background = np.zeros(shape_hw, bool)
         self.changed_at = np.full(shape_hw, np.nan, np.float32)  # when the current change was first seen
         self.gain = 1.0  # the camera's exposure now relative to when the background was learnt
+        self.episodes = np.zeros(shape_hw, np.float32)  # changes begun here lately (decaying count)
         self.time_s = None
 
     def update(self, grey: np.ndarray, time_s: float, view_changed: bool = False) -> None:
@@ -113,6 +124,7 @@ class SceneChangeModel:
             self.still_s[:] = 0.0
             self.has_background[:] = False
             self.changed_at[:] = np.nan
+            self.episodes[:] = 0.0
             self.gain = 1.0
             return
         dt = max(1e-3, time_s - self.time_s)
@@ -142,6 +154,8 @@ class SceneChangeModel:
         new = differs & np.isnan(self.changed_at)
         self.changed_at[new] = time_s
         self.changed_at[~differs] = np.nan
+        self.episodes *= np.float32(np.exp(-dt / CHANGE_RESTLESS_TAU_S))
+        self.episodes[new] += 1.0
         # where the look agrees with the background, the background follows it slowly (daylight drifts)
         agree = established & self.has_background & ~differs
         self.background[agree] += 0.05 * (self.look[agree] / self.gain - self.background[agree])
@@ -158,7 +172,11 @@ class SceneChangeModel:
 
         if self.mean is None:
             return []
-        mask = (self._differs() & (self.still_s >= CHANGE_ESTABLISH_S)).astype(np.uint8)
+        # a flapping tape, an edge people pass behind: here or a few pixels away (a tape lands a little
+        # elsewhere each time), changes began again and again lately
+        near = cv2.dilate(self.episodes, np.ones((CHANGE_RESTLESS_REACH_PX,) * 2, np.uint8))
+        restless = near >= CHANGE_RESTLESS_EPISODES
+        mask = (self._differs() & (self.still_s >= CHANGE_ESTABLISH_S) & ~restless).astype(np.uint8)
         mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
         n, labels, stats, _ = cv2.connectedComponentsWithStats(mask)
         grown = cv2.dilate(mask, np.ones((3, 3), np.uint8)).astype(bool)
@@ -169,6 +187,11 @@ class SceneChangeModel:
             if area < CHANGE_MIN_AREA_PX:
                 continue
             inside = labels[y:y + bh, x:x + bw] == i
+            # thickness: twice the largest distance from inside to outside; a tape, a wire or an edge
+            # that moved is a line, an item on the ground or a person lying has a body
+            edged = np.pad(inside, 1).astype(np.uint8)
+            if 2.0 * float(cv2.distanceTransform(edged, cv2.DIST_L2, 3).max()) < CHANGE_MIN_THICK_PX:
+                continue
             pad = max(3, (max(bw, bh) + 1) // 2)
             x1, y1, x2, y2 = max(0, x - pad), max(0, y - pad), min(w, x + bw + pad), min(h, y + bh + pad)
             ring = ~grown[y1:y2, x1:x2]
@@ -261,8 +284,12 @@ def entity_flow(flows: list[_Flow], box_xyxy: np.ndarray, scale: float, interval
     out[3] = min(float(np.linalg.norm(r - mean, axis=1).mean()), MAX_SPEED_HPS)
     out[4] = float(np.mean(np.array(fractions)[recent]))
     out[5] = float(np.clip(np.mean(np.array(drops)[recent]) / height_px, -MAX_SPEED_HPS, MAX_SPEED_HPS))
-    steps = v * dt[:, None]  # body heights moved in each frame step
-    out[6] = min(float(np.linalg.norm(steps, axis=1).sum() - np.linalg.norm(steps.sum(axis=0))), MAX_WANDER_H)
+    # to and fro: displacements over half-second pieces (newest first), path minus net. Frame-to-frame
+    # velocities carry flow noise that a path over 20 frames would add up into "wandering" for a walker.
+    ages = now_s - np.array([f.time_s for f in reversed(flows)])[:len(v)]
+    piece = np.minimum((ages / WANDER_PIECE_S).astype(int), int(round(WANDER_S / WANDER_PIECE_S)) - 1)
+    moves = np.array([(v[piece == k] * dt[piece == k, None]).sum(axis=0) for k in np.unique(piece)])
+    out[6] = min(float(np.linalg.norm(moves, axis=1).sum() - np.linalg.norm(moves.sum(axis=0))), MAX_WANDER_H)
     return out
 
 
@@ -289,6 +316,7 @@ class MotionAnalyzer:
         self._flows: deque[_Flow] = deque()
         self._changes = SceneChangeModel((self.change_size[1], self.change_size[0]))
         self._last_change_s = -np.inf
+        self._people: deque[tuple[float, np.ndarray]] = deque()  # (time, person boxes px) of recent samples
         self._drift_px = np.zeros(2)  # camera displacement since the change model last started (flow px)
         self._view_changed = False
 
@@ -315,6 +343,14 @@ class MotionAnalyzer:
                                  view_changed=self._view_changed)
             self._last_change_s, self._view_changed = time_s, False
 
+    def _since_person(self, box_px: np.ndarray, changed_at_s: float) -> float:
+        """Seconds from the last sample at which a person stood at ``box_px`` (up to when the change was
+        first established, plus one sample) to that moment; infinity when nobody did within memory."""
+        for t, boxes in reversed(self._people):
+            if t <= changed_at_s + self.interval_s + 1e-6 and _touches(boxes, box_px):
+                return max(0.0, changed_at_s - t)
+        return float("inf")
+
     def sample(self, frame: FrameEvidence, frame_wh: tuple[int, int], mask_wh: tuple[int, int]) -> FrameEvidence:
         """``frame`` with its entities' flow features and the scene changes appended as entities."""
         flows = [f for f in self._flows if f.time_s <= frame.time_s + 1e-6]
@@ -323,7 +359,11 @@ class MotionAnalyzer:
         for i in range(n):
             motion[i, :N_FLOW] = entity_flow(flows, frame.boxes[i], self.flow_scale, self.interval_s)
         changes = self._changes.changes()[:MAX_CHANGES]
-        people = np.asarray(frame.boxes, np.float32)[frame.is_person] * self.change_scale
+        boxes = np.asarray(frame.boxes, np.float32).reshape(-1, 4)[frame.is_person]
+        self._people.append((frame.time_s, boxes))
+        while self._people[0][0] < frame.time_s - PERSON_MEMORY_S:
+            self._people.popleft()
+        people = boxes * self.change_scale
         rows = []
         for c in changes:
             x1, y1, x2, y2 = c.box_xyxy
@@ -339,8 +379,20 @@ class MotionAnalyzer:
             row[_COL["change_contrast_before"]] = c.contrast_before
             row[_COL["change_log_age_s"]] = np.log1p(min(c.age_s, MAX_CHANGE_AGE_S))
             row[_COL["change_person_overlap"]] = float((covered & c.mask).sum() / max(1, c.mask.sum()))
+            since = self._since_person(np.array(c.box_xyxy, np.float32) / self.change_scale, frame.time_s - c.age_s)
+            row[_COL["change_log_since_person_s"]] = np.log1p(min(since, MAX_CHANGE_AGE_S))
             rows.append(row)
         return _with_changes(frame, motion, changes, rows, self.change_scale, frame_wh, mask_wh)
+
+
+def _touches(boxes: np.ndarray, box: np.ndarray) -> bool:
+    """Does any person box, widened by half its height either side and a fifth above and below (a body
+    falls sideways, an item is put down beside the feet), meet ``box``? Boxes xyxy px."""
+    if not len(boxes):
+        return False
+    h = boxes[:, 3] - boxes[:, 1]
+    x1, y1, x2, y2 = boxes[:, 0] - 0.5 * h, boxes[:, 1] - 0.2 * h, boxes[:, 2] + 0.5 * h, boxes[:, 3] + 0.2 * h
+    return bool(((x1 < box[2]) & (x2 > box[0]) & (y1 < box[3]) & (y2 > box[1])).any())
 
 
 def _with_changes(frame: FrameEvidence, motion: np.ndarray, changes: list[SceneChange], rows: list[np.ndarray],
