@@ -28,7 +28,7 @@ from uprm.compose.source import iter_frames, probe
 from uprm.compose.sprites import SpriteBank, load_or_harvest
 from uprm.evidence import VideoInfo
 
-GT_VERSION = "UPRM Studio composed ground truth v2"
+GT_VERSION = "UPRM Studio composed ground truth v3"
 
 
 @dataclass

@@ -37,7 +37,11 @@ MIN_LEAD_S = 1.0
 FADE_S = 0.2  # sprites fade in and out (all events alike) rather than pop
 FALL_S = 0.5  # a fall: rotation to the ground about the feet
 DROP_S = 0.5  # an item lowered from the hand to the ground
-RUN_GAIT, RUN_TRAVEL = 2.5, 1.3  # running: walk cycle played 2.5x faster, covering 2.5 * 1.3x the ground
+RUN_GAIT = 2.5  # running: the walk cycle played 2.5x faster...
+# ...covering the ground at a runner's speed, in body heights per second (people here walk at 0.5-0.9;
+# a run is 2-3 times that). Scaling each sprite's own walk instead made the slow walkers the bank
+# prefers (long tracks) jog no faster than a brisk real walker.
+RUN_SPEED_HPS = (1.4, 2.0)
 
 
 @dataclass(frozen=True)
@@ -273,6 +277,12 @@ def _velocity(track: SpriteTrack) -> np.ndarray:
     kernel = np.ones(k) / k
     smooth = np.stack([np.convolve(padded[:, i], kernel, mode="valid") for i in range(2)], 1)  # (n, 2)
     return np.gradient(smooth, axis=0) if len(smooth) > 1 else np.zeros_like(smooth)
+
+
+def _walking_speed_hps(track: SpriteTrack, persp) -> float:
+    """The real person's mean walking speed in body heights per second (their own height at each step)."""
+    speed_px = np.linalg.norm(_velocity(track), axis=1) * track.sample_fps  # px per second
+    return float(np.mean(speed_px / persp.height_px(track.foot_path[:, 1])))
 
 
 def facing(track: SpriteTrack) -> float:
@@ -517,6 +527,10 @@ def plan_crowd_run(scene: Scene, spec: EventSpec, window: tuple[int, int], tag: 
     staggers = rng.integers(0, scene.frames(0.3) + 1, m)  # they react within a fraction of a second
     side = 1.0 if rng.random() < 0.5 else -1.0
     tilt = float(rng.uniform(-0.35, 0.35))
+    speed_hps = float(rng.uniform(*RUN_SPEED_HPS))  # they run together, at one pace
+    persp = scene.bank.perspective
+    travels = [float(np.clip(speed_hps / (max(_walking_speed_hps(t, persp), 0.1) * RUN_GAIT), 1.0, 4.0))
+               for t in tracks]
 
     def build(centre: np.ndarray) -> list[Actor]:
         h = scene.height_px(centre[1])
@@ -540,7 +554,7 @@ def plan_crowd_run(scene: Scene, spec: EventSpec, window: tuple[int, int], tag: 
                 run_mirror = (facing(track) * heading) < 0
                 run_n = length - int(staggers[i])
                 phase = path.walk(scene, track, path.end, run_n, mirror=run_mirror, gait=RUN_GAIT,
-                                  travel=RUN_TRAVEL, direction=direction, phase=phase)
+                                  travel=travels[i], direction=direction, phase=phase)
                 path.walk(scene, track, path.end, after, mirror=run_mirror, direction=direction, phase=phase)
                 actors.append(person_actor(scene, f"{tag}.{chr(65 + i)}", onset - lead, path,
                                            source=f"track {track.track_id}"))
@@ -556,7 +570,8 @@ def plan_crowd_run(scene: Scene, spec: EventSpec, window: tuple[int, int], tag: 
                       f"{'right' if heading > 0 else 'left'} of the view at {format_time_s(start_s)} and keep",
                       f"running for {format_time_s(end_s - start_s)}")
     return actors, ComposedEvent("crowd_run", True, start_s, end_s, cause, tuple(
-        {"id": a.name, "kind": "person", "role": "runs", **_source(t)} for a, t in zip(actors, tracks)))
+        {"id": a.name, "kind": "person", "role": "runs", "speed_hps": round(speed_hps, 2), **_source(t)}
+        for a, t in zip(actors, tracks)))
 
 
 def _pace(scene: Scene, path: Path, track: SpriteTrack, n: int, mirror: bool, centre: np.ndarray) -> None:
