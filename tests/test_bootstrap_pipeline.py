@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from uprm import bootstrap as bs
 from uprm.training.data import load_conversations
@@ -146,8 +147,15 @@ def test_bootstrap_end_to_end_on_short_composed_clips_with_a_tiny_model(tmp_path
     # a tiny model sized for the real perception vectors (its random LM needs no download)
     init = tmp_path / "init"
     build_model("tiny", d_bg=BACKGROUND_DIM, d_coarse=COARSE_DIM).save_pretrained(init)
-    warm = bs.train_threat_only(init, composed, tmp_path / "warm", bs.TrainRecipe(lr=1e-3, epochs=3, batch_size=2))
-    assert warm.log["steps"] == 3 and warm.log["last"]["loss_ce"] is None
+    warm = bs.run_training(bs.TrainRecipe(lr=1e-3, epochs=3, batch_size=2, threat_only=True), [data],
+                           tmp_path / "warm", init=init)
+    assert warm.log["steps"] == 3 and warm.log["last"]["loss_ce"] is None  # 2 clips, batch 2: a step an epoch
+    assert "--threat-only" in warm.argv
+    # the language model did not run: its adapter is exactly the initial one (alpha variants share it)
+    from safetensors.torch import load_file
+
+    a, b = (load_file(str(d / "lora_adapter" / "adapter_model.safetensors")) for d in (init, warm.out_dir))
+    assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
     run = bs.run_training(bs.TrainRecipe(lr=1e-3, max_steps=2, batch_size=2), [data], tmp_path / "run",
                           init=warm.out_dir)
     assert run.log["steps"] == 2 and run.log["first"]["loss_ce"] is not None

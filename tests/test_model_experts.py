@@ -122,24 +122,28 @@ def test_ore_reads_entity_motion_and_masks_it_with_the_entity(x):
 
 
 @torch.no_grad()
-def test_threat_head_context_starts_as_the_per_step_head_and_ignores_padding():
+def test_threat_head_reads_its_context_window_and_ignores_padding():
+    import torch.nn.functional as F
+
     from uprm.model.uprm_model import ThreatHead
 
     torch.manual_seed(0)
     per_step, ctx = ThreatHead(16), ThreatHead(16, context_steps=5)
-    ctx.net.load_state_dict(per_step.net.state_dict())
     z = torch.randn(2, 7, 16)
     mask = torch.ones(2, 7, dtype=torch.bool)
     mask[1, 5:] = False
-    torch.testing.assert_close(ctx(z, mask), per_step(z, mask))  # zero-initialised temporal part
-    assert ThreatHead(16, 1).temporal is None  # kernel 1: nothing built, old checkpoints load unchanged
-    ctx.temporal.weight.normal_()
+    # kernel 1 is the per-step MLP: LN -> Linear -> GELU -> Linear, step by step
+    h = per_step.norm(z)
+    mlp = F.linear(F.gelu(F.linear(h, per_step.temporal.weight[..., 0], per_step.temporal.bias)),
+                   per_step.out.weight[..., 0], per_step.out.bias).squeeze(-1)
+    torch.testing.assert_close(per_step(z), mlp)
     a = ctx(z, mask)
+    assert a.shape == (2, 7)
     z2 = z.clone()
     z2[1, 5:] = 100.0  # padding steps
     torch.testing.assert_close(ctx(z2, mask)[1, :5], a[1, :5])
     z3 = z.clone()
-    z3[0, 6] += 1.0  # a neighbour 2 steps away changes step 4 (kernel 5), not step 3
+    z3[0, 6, 0] += 3.0  # a neighbour 2 steps away changes step 4 (kernel 5), not step 3
     b = ctx(z3, mask)
     assert not torch.allclose(b[0, 4], a[0, 4]) and torch.allclose(b[0, 3], a[0, 3])
 

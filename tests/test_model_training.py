@@ -69,7 +69,7 @@ def test_gradients_reach_every_trainable_part_and_no_frozen_part(model):
 def test_an_optimizer_step_changes_lora_and_uprm_weights_but_not_the_base_lm(model):
     base = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
     lora = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" in n}
-    head = model.threat_head.net[1].weight.detach().clone()
+    head = model.threat_head.out.weight.detach().clone()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     for step in range(2):  # the second step gives lora_A a gradient through the now non-zero lora_B
         opt.zero_grad()
@@ -78,7 +78,7 @@ def test_an_optimizer_step_changes_lora_and_uprm_weights_but_not_the_base_lm(mod
     after = dict(model.named_parameters())
     assert all(torch.equal(after[n], v) for n, v in base.items())
     assert all(not torch.equal(after[n], v) for n, v in lora.items())
-    assert not torch.equal(model.threat_head.net[1].weight, head)
+    assert not torch.equal(model.threat_head.out.weight, head)
 
 
 def test_training_on_real_cuva_causes_reduces_both_losses(model, cuva_causes):

@@ -57,9 +57,23 @@ def test_a_tiny_run_lowers_the_loss_and_saves_a_loadable_model(tmp_path):
         assert steps[-1][key] is not None
     assert steps[0]["loss_ce"] < 6 and 0 < steps[-1]["gate_balance"] <= 1
     again = build_model(tmp_path / "run")  # what the model core's loader reads
-    torch.testing.assert_close(again.threat_head.net[1].weight, model.threat_head.net[1].weight)
+    torch.testing.assert_close(again.threat_head.out.weight, model.threat_head.out.weight)
     summary = json.loads((tmp_path / "run" / "training_summary.json").read_text())
     assert summary["steps"] == 18 and summary["examples"] == 12
+
+
+def test_fusion_lr_zero_trains_the_language_side_and_keeps_the_detector(tmp_path):
+    model = build_model("tiny")
+    before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    feats, examples = _toy_conversations(model.config)
+    train(model, examples, tmp_path / "run", TrainSettings(lr=3e-3, fusion_lr=0.0, batch_size=4, max_steps=4,
+                                                           seed=1, num_threads=1, show_progress=False),
+          StaticFeatures(feats))
+    moved = {n for n, p in model.named_parameters() if n in before and not torch.equal(p, before[n])}
+    assert moved and all(n.startswith(("lm.", "projector.")) for n in moved)  # LoRA and projector learnt
+    assert any(n.startswith("projector.") for n in moved) and any("lora_" in n for n in moved)
+    with pytest.raises(ValueError, match="fusion_lr"):
+        TrainSettings(fusion_lr=-1.0)
 
 
 # ------------------------------------------------------------------------------------------- gates

@@ -292,6 +292,8 @@ class TrainRecipe:
     warmup_ratio: float = 0.03
     stage: int = 2
     weight_decay: float = 0.0
+    fusion_lr: float | None = None  # UPRM's own modules' lr (None: lr); see TrainSettings.fusion_lr
+    threat_only: bool = False  # per-step threat targets only, the language model not run (--threat-only)
 
     def cli_args(self, data: Sequence[str | Path], out_dir: str | Path, init: str | Path = "small-untrained",
                  num_threads: int | None = None) -> list[str]:
@@ -310,6 +312,10 @@ class TrainRecipe:
             args += ["--max-steps", str(self.max_steps)]
         if self.weight_decay:
             args += ["--weight-decay", repr(self.weight_decay)]
+        if self.fusion_lr is not None:
+            args += ["--fusion-lr", repr(self.fusion_lr)]
+        if self.threat_only:
+            args += ["--threat-only"]
         if num_threads:
             args += ["--num-threads", str(num_threads)]
         return args
@@ -403,42 +409,6 @@ def run_training(recipe: TrainRecipe, data: Sequence[str | Path], out_dir: str |
         raise BootstrapError(f"`python -m uprm {' '.join(argv)}` failed with exit code {code} (see its message above)")
     _record_key(out_dir, what, key)
     return done
-
-
-def train_threat_only(init: str | Path, composed: ComposedSet, out_dir: str | Path, recipe: TrainRecipe,
-                      num_threads: int | None = None, *, reuse: bool = False) -> TrainRun:
-    """Fine-tune only UPRM's own weights (experts, router, threat head) on per-step threat targets, with
-    the project's trainer (``uprm.training.train``; the CLI has no threat-only data format).
-
-    The language model is not run (no question in the examples), and the LoRA adapter is frozen, so it
-    stays bit-identical to ``init``'s and can be shared. Used for the alpha variants.
-    """
-    from uprm.model import build_model
-    from uprm.training import TrainSettings, train
-    from uprm.training.data import TrainingExample
-    from uprm.training.trainer import seed_everything
-
-    what = [f"uprm.training.train({init}, threat-only examples of {composed.name}, {recipe})",
-            json.dumps([[c.video_id, c.segments_s] for c in composed.clips])]
-    key = run_key(what, [], init)
-    if reuse and (done := finished_run(out_dir, what, key)) is not None:
-        return done
-    _clear_stale_run(out_dir)
-    seed_everything(recipe.seed)
-    model = build_model(str(init))
-    for name, p in model.named_parameters():
-        if name.startswith("lm."):
-            p.requires_grad_(False)
-    examples = [TrainingExample(c.video_id, c.path, None, None, kind="other", threat_intervals_s=c.segments_s,
-                                source=str(composed.manifest_path)) for c in composed.clips]
-    settings = TrainSettings(stage=2, lr=recipe.lr, warmup_ratio=recipe.warmup_ratio, batch_size=recipe.batch_size,
-                             epochs=recipe.epochs, alpha=recipe.alpha, max_steps=recipe.max_steps,
-                             ablation=recipe.ablation, seed=recipe.seed, checkpoint_every=1000, log_every=10,
-                             weight_decay=recipe.weight_decay,
-                             num_threads=num_threads, show_progress=False)
-    result = train(model, examples, out_dir, settings, run_info={"init": str(init), "threat_only": True})
-    _record_key(out_dir, what, key)
-    return TrainRun(Path(out_dir), what[:1], round(result.elapsed_s, 3), loss_summary(out_dir))
 
 
 def loss_summary(run_dir: str | Path, n_points: int = 8) -> dict:

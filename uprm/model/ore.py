@@ -65,12 +65,16 @@ class ObjectRelationExpert(nn.Module):
         super().__init__()
         n, d, r = config.ore_node_dim, config.d_model, config.num_predicates
         self.class_embed = nn.Embedding(config.num_object_classes, n)
+        # at the scale of the measured features' projections: with the default N(0, 1) the class alone
+        # would outweigh a box, a speed or a contrast tenfold, and the model would learn them slowly
+        nn.init.normal_(self.class_embed.weight, std=0.02)
         self.box_in = nn.Linear(BOX_FEATURES, n)
         self.unary_in = nn.Linear(r, n)
         self.motion_in = nn.Linear(len(MOTION_FEATURES), n)
+        self.node_norm = nn.LayerNorm(n)
         self.layers = nn.ModuleList(RelationGraphLayer(n, n, r) for _ in range(config.ore_graph_layers))
         self.ffn = FFN(n, 2 * n, n, config.dropout)
-        self.out = nn.Linear(2 * n, d)  # [mean, max] over entities
+        self.out = nn.Sequential(nn.Linear(2 * n, d), nn.LayerNorm(d))  # [mean, max] over entities
         self.null = nn.Parameter(torch.randn(d) * 0.02)  # the token of a step without any entity
 
     @staticmethod
@@ -91,7 +95,7 @@ class ObjectRelationExpert(nn.Module):
         f = self.class_embed(object_class) + self.box_in(box) + self.unary_in(unary)  # (B, T, K, n)
         if object_motion is not None:
             f = f + self.motion_in(object_motion)
-        f = f * valid.unsqueeze(-1)
+        f = self.node_norm(f) * valid.unsqueeze(-1)
         for layer in self.layers:
             f = layer(f, relations, valid)
         f = self.ffn(f)  # Y_s = FFN(F^(L)), per node

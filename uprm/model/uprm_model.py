@@ -49,27 +49,27 @@ class UPRMOutput:
 
 
 class ThreatHead(nn.Module):
-    """Per-step threat logit from z and, with ``context_steps`` > 1, its neighbours in time.
+    """Per-step threat logit from z over ``context_steps`` steps centred on each step.
 
-    The temporal part is a depthwise convolution over z added to z (zero-initialised, so it starts as
-    the per-step head); padding steps are zeroed first so they add nothing. With context_steps = 1 it
-    is not built at all, and checkpoints saved before it existed load unchanged.
+    LN -> temporal convolution (k = context_steps, channels mixed) -> GELU -> per-step linear. Padding
+    steps are zeroed first so they add nothing. With context_steps = 1 it is the per-step MLP
+    LN -> Linear -> GELU -> Linear. Why a full convolution: a threat's bounds are where the evidence
+    starts and stops changing, and the head must compare a step with its neighbours across channels
+    (the depthwise version of v2-v3 smoothed instead: the probability stayed up long after events).
     """
 
     def __init__(self, d: int, context_steps: int = 1):
         super().__init__()
-        self.temporal = None
-        if context_steps > 1:
-            self.temporal = nn.Conv1d(d, d, context_steps, padding=context_steps // 2, groups=d)
-            nn.init.zeros_(self.temporal.weight)
-            nn.init.zeros_(self.temporal.bias)
-        self.net = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, d // 2), nn.GELU(), nn.Linear(d // 2, 1))
+        self.norm = nn.LayerNorm(d)
+        self.temporal = nn.Conv1d(d, d // 2, context_steps, padding=context_steps // 2)
+        self.out = nn.Conv1d(d // 2, 1, 1)
 
     def forward(self, z: torch.Tensor, step_mask: torch.Tensor | None = None) -> torch.Tensor:
-        if self.temporal is not None:
-            zm = z if step_mask is None else z * step_mask.unsqueeze(-1)
-            z = z + self.temporal(zm.transpose(1, 2)).transpose(1, 2)  # (B, T, d) -> (B, d, T) -> back
-        return self.net(z).squeeze(-1)  # (B, T, 1) -> (B, T)
+        z = self.norm(z)
+        if step_mask is not None:
+            z = z * step_mask.unsqueeze(-1)
+        h = F.gelu(self.temporal(z.transpose(1, 2)))  # (B, T, d) -> (B, d, T) -> (B, d/2, T)
+        return self.out(h).squeeze(1)  # (B, 1, T) -> (B, T)
 
 
 class UPRMModel(nn.Module):
@@ -224,7 +224,7 @@ class UPRMModel(nn.Module):
 
     @property
     def device(self) -> torch.device:
-        return self.threat_head.net[1].weight.device
+        return self.threat_head.out.weight.device
 
     def uprm_state_dict(self) -> dict[str, torch.Tensor]:
         """UPRM's own weights (experts, router, heads, projector): what ``uprm.safetensors`` holds."""

@@ -65,6 +65,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     t = p.add_argument_group("optimisation (paper defaults)")
     t.add_argument("--lr", type=float, default=2e-5)
+    t.add_argument("--threat-only", action="store_true",
+                   help="train UPRM's own modules on each video's per-step threat targets (from the data's "
+                        "segments or locate answers) only: the language model is not run and its adapter "
+                        "stays as it is (a warm-up before instruction tuning)")
+    t.add_argument("--fusion-lr", type=float, default=None,
+                   help="lr of UPRM's experts, router and threat head (default: --lr); the LM adapter and "
+                        "projector always take --lr")
     t.add_argument("--warmup-ratio", type=float, default=0.03)
     t.add_argument("--batch-size", type=int, default=8)
     t.add_argument("--grad-accum", type=int, default=1)
@@ -105,7 +112,8 @@ def _run(args: argparse.Namespace) -> int:
     from uprm.training.trainer import TrainSettings
 
     settings = TrainSettings(
-        stage=args.stage, lr=args.lr, warmup_ratio=args.warmup_ratio, batch_size=args.batch_size,
+        stage=args.stage, lr=args.lr, fusion_lr=args.fusion_lr, warmup_ratio=args.warmup_ratio,
+        batch_size=args.batch_size,
         grad_accum=args.grad_accum, epochs=args.epochs, alpha=args.alpha, max_steps=args.max_steps,
         ablation=tuple(args.ablation), seed=args.seed, scheduler=args.scheduler, weight_decay=args.weight_decay,
         max_grad_norm=args.max_grad_norm, checkpoint_every=args.checkpoint_every,
@@ -142,6 +150,13 @@ def _train_from_args(args: argparse.Namespace, settings) -> int:
         return perception(Path(path).stem, path).evidence
 
     examples = load_training_files(args.data, args.data_format, args.video_root, evidence_of)
+    if args.threat_only:
+        from uprm.training.data import threat_only_examples
+
+        examples = threat_only_examples(examples)
+        for name, p in model.named_parameters():
+            if name.startswith("lm."):
+                p.requires_grad_(False)  # the adapter stays bit-identical to --init's (it can be shared)
     talk = not args.quiet and os.environ.get("RANK", "0") == "0"  # one process speaks under torchrun / accelerate
     if talk:
         kinds = {}
@@ -151,7 +166,8 @@ def _train_from_args(args: argparse.Namespace, settings) -> int:
         print(f"stage {args.stage}: {len(examples)} examples ({counts}) "
               f"from {len({ex.key for ex in examples})} videos; model {source}", file=sys.stderr)
     result = train(model, examples, args.out, settings, features, resume=args.resume,
-                   run_info={"data": [str(d) for d in args.data], "init": str(args.init) if args.init else None})
+                   run_info={"data": [str(d) for d in args.data], "init": str(args.init) if args.init else None,
+                             "threat_only": args.threat_only})
     if talk:
         resumed = f" (resumed at step {result.resumed_from_step})" if result.resumed_from_step is not None else ""
         print(f"done: {result.steps} steps{resumed} in {result.elapsed_s:.1f} s; model saved in {result.out_dir}",

@@ -58,6 +58,10 @@ class TrainSettings:
 
     stage: int = 2  # 1 = physical-world pre-tuning, 2 = DeepSVU instruction tuning (bookkeeping only)
     lr: float = 2e-5
+    # lr of UPRM's own modules (experts, router, threat head); None = lr. The language model's adapter and
+    # the projector always take lr: an instruction phase after a threat warm-up may teach the LM at a
+    # high rate while moving the detector that the warm-up trained only a little.
+    fusion_lr: float | None = None
     warmup_ratio: float = 0.03
     batch_size: int = 8  # examples per optimizer step, over all processes and accumulation steps
     grad_accum: int = 1
@@ -88,6 +92,9 @@ class TrainSettings:
             raise TrainingDataError(f"max_steps must be a positive integer or None, got {self.max_steps!r}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise TrainingDataError(f"lr must be a positive number, got {self.lr}")
+        if self.fusion_lr is not None and not (self.fusion_lr >= 0 and math.isfinite(self.fusion_lr)):
+            raise TrainingDataError(f"fusion_lr must be a number >= 0 (0 keeps UPRM's modules as they are), "
+                                    f"got {self.fusion_lr}")
         if not 0 <= self.warmup_ratio < 1:
             raise TrainingDataError(f"warmup_ratio must lie in [0, 1), got {self.warmup_ratio}")
         if self.alpha is not None and not (self.alpha >= 0 and math.isfinite(self.alpha)):
@@ -236,6 +243,19 @@ def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
 
     g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
     return torch.randperm(n, generator=g).tolist()
+
+
+LM_SIDE = ("lm.", "projector.")  # parameter name prefixes trained at TrainSettings.lr whatever fusion_lr is
+
+
+def _param_groups(model, settings: TrainSettings) -> list[dict]:
+    """The trainable parameters, UPRM's own modules at fusion_lr when it is set."""
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if settings.fusion_lr is None:
+        return [{"params": [p for _, p in trainable]}]
+    lm = [p for n, p in trainable if n.startswith(LM_SIDE)]
+    fusion = [p for n, p in trainable if not n.startswith(LM_SIDE)]
+    return [g for g in ({"params": lm}, {"params": fusion, "lr": settings.fusion_lr}) if g["params"]]
 
 
 def _make_scheduler(optimizer, kind: str, warmup: int, total: int):
@@ -457,8 +477,9 @@ def _train(model, examples, out_dir: Path, settings: TrainSettings, features, re
                    "model": str(model_source), "world": world}
 
     model.train()
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
+    groups = _param_groups(model, settings)
+    params = [p for g in groups for p in g["params"]]  # for gradient clipping
+    optimizer = torch.optim.AdamW(groups, lr=settings.lr, weight_decay=settings.weight_decay)
     scheduler = _make_scheduler(optimizer, settings.scheduler, warmup, total)  # stepped by us, once per step
     core = model
     model, optimizer = accelerator.prepare(model, optimizer)
