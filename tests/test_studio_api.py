@@ -1,6 +1,8 @@
 """The studio's API through gradio_client: analyse the sample, then ask about it (same session)."""
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.conftest import launch_studio
@@ -16,12 +18,22 @@ def demo_threshold() -> float:
     return json.loads((ASSETS / "uprm-small" / "config.json").read_text())["threat_threshold"]
 
 
+def segment_count(status: str) -> int:
+    """Threat segments an Analyse status reports ("no threat found" or "N threat segment(s)")."""
+    if "no threat found" in status:
+        return 0
+    found = re.search(r"(\d+) threat segment", status)
+    assert found, status
+    return int(found.group(1))
+
+
 def test_analyze_and_chat_through_gradio_client(tmp_path):
     from gradio_client import Client, handle_file
 
     from ui.config import SAMPLE_VIDEO
+    from uprm.analysis import AnalysisSettings, analyze
 
-    url, demo, _ = launch_studio(tmp_path)
+    url, demo, services = launch_studio(tmp_path)
     try:
         client = Client(url, verbose=False)
         job = client.submit(handle_file(str(SAMPLE_VIDEO)), ["pose", "graph"], api_name="/analyze")
@@ -33,9 +45,11 @@ def test_analyze_and_chat_through_gradio_client(tmp_path):
         players = [o[3] for o in job.outputs() if isinstance(o[3], str)]
         assert len(players) == 1 and "overlay_" in players[0] and players[0].endswith(".mp4")
         assert f"threshold {demo_threshold():g}" in status  # threshold left out (slider at 0): the tuned rule
-        # a chosen threshold: 0.95 opens no segment here; one beyond the slider is refused by name
+        # a chosen threshold reaches the analysis: the studio reports what uprm.analysis finds at 0.95;
+        # one beyond the slider is refused by name
         strict = client.predict(handle_file(str(SAMPLE_VIDEO)), ["pose"], 0.95, api_name="/analyze")[0]
-        assert "no threat found" in strict and "threshold 0.95" in strict
+        expected = analyze(SAMPLE_VIDEO, services.model(), AnalysisSettings(threshold=0.95, explain=False))
+        assert "threshold 0.95" in strict and segment_count(strict) == len(expected.segments)
         with pytest.raises(Exception, match="greater than maximum value 0.95"):
             client.predict(handle_file(str(SAMPLE_VIDEO)), ["pose"], 1.5, api_name="/analyze")
         history, _ = client.predict("is there a threat in the video?", [], api_name="/chat")
