@@ -142,6 +142,11 @@ def test_threat_head_reads_its_context_window_and_ignores_padding():
     z2 = z.clone()
     z2[1, 5:] = 100.0  # padding steps
     torch.testing.assert_close(ctx(z2, mask)[1, :5], a[1, :5])
+    # a clip scores the same alone as padded in a batch, and its end is invisible: as if its last step
+    # went on (composed falls last to the end of their clip; the head must not learn "the end" instead)
+    torch.testing.assert_close(ctx(z[1:, :5]), a[1:, :5])
+    held = torch.cat([z[1:, :5], z[1:, 4:5].expand(1, 4, 16)], dim=1)
+    torch.testing.assert_close(ctx(held)[:, :5], a[1:, :5])
     z3 = z.clone()
     z3[0, 6, 0] += 3.0  # a neighbour 2 steps away changes step 4 (kernel 5), not step 3
     b = ctx(z3, mask)
