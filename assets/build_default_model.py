@@ -1,7 +1,8 @@
 """Rebuild the shipped default checkpoint ``assets/uprm-small`` (and its alpha variants) from scratch.
 
-    python assets/build_default_model.py                 # everything (about 2 h on 2 CPU cores from nothing:
-                                                         # ~50 min perceiving the clips once, ~1 h training)
+    python assets/build_default_model.py                 # everything (about 1.5 h on 2 CPU cores from nothing:
+                                                         # ~55 min perceiving the clips once (front-ends
+                                                         # + motion), ~25 min training)
     python assets/build_default_model.py --skip-variants # only the default checkpoint
 
 Steps, all deterministic given the seeds below (perception and composition are cached on disk, so a
