@@ -35,6 +35,7 @@ import av  # noqa: F401  (before anything that may import decord)
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from build_default_model import RULE_GRID  # noqa: E402  (the build's rule grid, re-tuned per ablation row)
 from uprm import bootstrap as bs  # noqa: E402
 
 MEDIA = ROOT.parent / "shared" / "media"
@@ -56,9 +57,6 @@ def work_dir() -> Path:
 
 def score_set(model, composed: bs.ComposedSet, evid: dict, ablation=()) -> list[bs.Scored]:
     return [bs.score_video(model, evid[c.path], c.video_id, ablation) for c in composed.clips]
-
-
-from build_default_model import RULE_GRID  # noqa: E402  (the build's rule choice, reused per row)
 
 
 def detection_row(model, val, test, ev_val, ev_test, ablation=(), rule: bs.DecisionRule | None = None) -> dict:

@@ -3,8 +3,8 @@
 Deterministic: people and entities are ranked by detector score (ties keep the evidence order) and
 capped at ``config.max_persons`` / ``config.max_entities``, of which up to ``config.max_scene_changes``
 slots go to scene changes (so a crowd never crowds out the item left on the ground); relations
-touching a dropped entity are dropped with it. Coordinates are normalised by the decoded frame size. A step whose background or
-coarse vector is empty gets zeros there (and ``background_mask`` False).
+touching a dropped entity are dropped with it. Coordinates are normalised by the decoded frame size.
+A step whose background or coarse vector is empty gets zeros there (and ``background_mask`` False).
 """
 from __future__ import annotations
 
@@ -130,7 +130,7 @@ def entity_motion(frames: list[FrameEvidence], width: int, height: int) -> list[
     for k, frame in enumerate(frames):
         m = np.zeros((len(frame), len(TRACK_FEATURES)), np.float32)
         boxes = np.asarray(frame.boxes, np.float64).reshape(-1, 4)
-        past = [q for q in range(k - 1, -1, -1) if times[k] - times[q] <= ZONE_S + 1e-6][::-1]
+        past = range(int(np.searchsorted(times, times[k] - ZONE_S - 1e-6)), k)  # frames are in time order
         for j in np.flatnonzero(frame.is_person) if past else ():
             x1, y1, x2, y2 = boxes[j]
             foot, h = np.array([(x1 + x2) / 2, y2]), max(y2 - y1, 1.0)

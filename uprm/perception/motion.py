@@ -202,14 +202,13 @@ class SceneChangeModel:
             full[y - y1:y - y1 + bh, x - x1:x - x1 + bw] = inside
             if _shifted_edge(look, bg, full):
                 continue
+            sub = (slice(y, y + bh), slice(x, x + bw))
             contrast = abs(float(np.median(look[full])) - float(np.median(look[ring]))) / 255.0
             before = abs(float(np.median(bg[full])) - float(np.median(bg[ring]))) / 255.0
             if before > contrast:  # a ghost: whatever stood here has gone, and the ground is back
-                sub = (slice(y, y + bh), slice(x, x + bw))
                 self.background[sub][inside] = self.look[sub][inside] / self.gain
                 self.changed_at[sub][inside] = np.nan
                 continue
-            sub = (slice(y, y + bh), slice(x, x + bw))
             grey = float(np.abs(self.look[sub] - self.gain * self.background[sub])[inside].mean()) / 255.0
             age = float(self.time_s - np.nanmedian(self.changed_at[sub][inside]))
             out.append(SceneChange((x, y, x + bw, y + bh), inside, grey, contrast, before, max(0.0, age)))
