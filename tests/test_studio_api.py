@@ -60,6 +60,26 @@ def test_analyze_and_chat_through_gradio_client(tmp_path):
         demo.close()
 
 
+def test_teaching_view_says_when_a_switch_is_already_the_models_own(tmp_path):
+    from ui.callbacks import StudioSession, compare_ablation
+    from ui.config import AppConfig, SAMPLE_VIDEO
+    from ui.services import Services
+    from uprm.analysis import AnalysisSettings, analyze
+    from uprm.perception import perceive
+
+    services = Services(AppConfig(db_path=tmp_path / "a.sqlite", work_dir=tmp_path / "work"))
+    model = services.model()
+    assert "no_vbe" in model.ablation.active  # the shipped default (see assets/MODEL_CARD.md)
+    evidence = perceive(SAMPLE_VIDEO)
+    analysis = analyze(SAMPLE_VIDEO, model, AnalysisSettings(explain=False), evidence=evidence)
+    session = StudioSession(video_path=str(SAMPLE_VIDEO), analysis=analysis, evidence=evidence)
+    _, note, _ = compare_ablation(services, "w/o VBE", session)
+    assert "trained with no_vbe, so here it is unchanged" in note
+    assert len(session.variants["w/o VBE"].segments) == len(analysis.segments)
+    _, note, _ = compare_ablation(services, "w/o HPE", session)
+    assert "segment(s) vs" in note and "unchanged" not in note
+
+
 def test_alert_threshold_zero_means_the_tuned_rule_and_nonsense_is_refused():
     from ui.callbacks import UserError, alert_threshold
 

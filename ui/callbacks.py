@@ -259,6 +259,9 @@ def compare_ablation(services: Services, label: str, session: StudioSession):
         base = session.analysis
         note = (f"{label}: {len(variant.segments)} segment(s) vs {len(base.segments)} for the full model. "
                 "Switches act at inference on the same trained weights.")
+        own = sorted(set(ablation) & set(services.model().ablation.active))
+        if own:  # e.g. the default is trained without VBE: this row is the loaded model as it is
+            note += f" The loaded model was trained with {', '.join(own)}, so here it is unchanged."
         return comparison_figure(base, variant, label), status(note), session
     except Exception as exc:
         return None, status(friendly(exc), ok=False), session
