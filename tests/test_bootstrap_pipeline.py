@@ -138,6 +138,11 @@ def test_bootstrap_end_to_end_on_short_composed_clips_with_a_tiny_model(tmp_path
     assert bs.load_set(tmp_path / "set").clips == composed.clips
     gt = json.loads(composed.gt_path.read_text())["database"]
     assert set(gt) == {"e2e_s7_000", "e2e_s7_001"}
+    # a set of named events (the build's hard negatives): exactly those in every clip, recorded in the plan
+    (chat,) = bs.compose_set("hn", [bs.SourceWindow(str(SAMPLE), 0.0, 30.0)], 1, 8, tmp_path / "hn", (6.0, 6.5),
+                             events=("chat",)).clips
+    assert chat.harmless == ("chat",) and chat.segments_s == ()
+    assert json.loads(Path(chat.path).with_suffix(".json").read_text())["plan"]["events"] == ["chat"]
 
     # default settings and cache, as the trainer reads them (the clips are deterministic: cached next time)
     ev, seconds = bs.perceive_set(composed)

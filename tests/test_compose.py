@@ -216,6 +216,29 @@ def test_every_threat_script_acts_inside_its_segment(footage):
             assert np.linalg.norm(person.foot_xy[-1] - rest[0]) > 0.5 * persp.height_px(rest[0][1])
 
 
+def test_a_chat_stands_close_and_still_for_seconds_then_walks_off_and_is_harmless(footage):
+    """The hard negative: a pair close together and still (what a struggle's pair looks like, minus the
+    grappling), never a threat, and never drawn at random (random plans keep their ground truth)."""
+    from uprm.compose import compositor
+
+    fps, persp = footage.video.fps, footage.bank.perspective
+    scene = _scene(footage, int(12 * fps), seed=5)
+    actors, (event,) = plan(scene, [EventSpec("chat", duration_s=10.0)])
+    assert event.kind == "chat" and not event.threat and "stand talking" in event.cause
+    a, b = actors
+    assert a.first_frame == b.first_frame and len(a.sprites) == len(b.sprites) == int(10 * fps)
+    k = np.arange(len(a.sprites))
+    gap = np.linalg.norm(a.foot_xy - b.foot_xy, axis=1)
+    h = persp.height_px(a.foot_xy[len(k) // 2, 1])
+    still = (np.linalg.norm(np.diff(a.foot_xy, axis=0), axis=1) < 1e-6).nonzero()[0]
+    assert len(still) >= 4 * fps, "they stand still for seconds"
+    assert gap[still].max() < 0.7 * h, "close together while they talk"
+    assert np.abs(a.angle_deg[still]).max() <= 1.5 + 1e-6, "swaying a little, not grappling"
+    va, vb = a.foot_xy[-1] - a.foot_xy[-5], b.foot_xy[-1] - b.foot_xy[-5]
+    assert np.sign(va[0]) == np.sign(vb[0]) != 0, "they walk off the same way"
+    assert "chat" not in compositor.DRAWN_HARMLESS_KINDS
+
+
 def test_infeasible_requests_say_what_to_do(footage, tmp_path):
     with pytest.raises(ComposeError, match="too short"):
         compose(footage, ["loiter"], seed=0, out=tmp_path / "x.mp4", **CLIP)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -79,6 +80,7 @@ class ComposedSet:
                 "clips_with_threat": sum(bool(c.segments_s) for c in self.clips),
                 "threat_events": sum(len(c.segments_s) for c in self.clips), "events_by_kind": kinds,
                 "harmless_events": sum(len(c.harmless) for c in self.clips),
+                "harmless_by_kind": dict(sorted(Counter(k for c in self.clips for k in c.harmless).items())),
                 "sources": sorted({c.source for c in self.clips})}
 
 
@@ -90,9 +92,11 @@ def _noop(_msg: str) -> None:
 
 
 def compose_set(name: str, windows: Sequence[SourceWindow], n_clips: int, seed: int, out_dir: str | Path,
-                clip_s_range: tuple[float, float] = (10.0, 16.0), *, progress: Say | None = None) -> ComposedSet:
+                clip_s_range: tuple[float, float] = (10.0, 16.0), *, events: Sequence[str] | None = None,
+                progress: Say | None = None) -> ComposedSet:
     """Compose ``n_clips`` clips cut from ``windows`` (sources chosen in turn), each with 0-2 threats and
-    0-2 harmless pasted walkers (at least one when there is no threat, so pasting is never a cue).
+    0-2 harmless pasted walkers (at least one when there is no threat, so pasting is never a cue), or,
+    given ``events`` (kind names), exactly those events in every clip (placed by each clip's seed).
 
     Sprites are harvested from each window only, so the people acting in a set come from its footage.
     Clips already written with the same plan are reused (the manifest records the plan).
@@ -138,21 +142,23 @@ def compose_set(name: str, windows: Sequence[SourceWindow], n_clips: int, seed: 
         n_threats = int(rng.choice(3, p=THREATS_PER_CLIP_P))
         n_harmless = int(rng.integers(0 if n_threats else 1, 3))
         clip_seed = int(rng.integers(2**31))
+        what = list(events) if events is not None else n_threats  # compose(): kinds, or a number drawn
         video_id = f"{name}_s{seed}_{i:03d}"
         path = out_dir / "videos" / f"{video_id}.mp4"
         gt_file = path.with_suffix(".json")
         plan = {"version": GT_VERSION, "source_sha256": footage.video.content_hash, "start_s": start_s, "clip_s": length_s,
-                "n_threats": n_threats, "n_harmless": n_harmless, "seed": clip_seed}
+                **({"n_threats": n_threats, "n_harmless": n_harmless} if events is None else {"events": what}),
+                "seed": clip_seed}
         cached = _cached_clip(path, gt_file, plan)
         if cached is None and (older := _cached_clip(path, gt_file, plan, any_version=True)) is not None:
             # composed by an earlier compositor version: reuse its pixels when this one plans the same clip
-            now = planned_ground_truth(footage, n_threats, clip_seed, start_s=start_s, clip_s=length_s,
+            now = planned_ground_truth(footage, what, clip_seed, start_s=start_s, clip_s=length_s,
                                        n_harmless=n_harmless, video_id=video_id)
             if now["database"] == older["database"]:
                 cached = {**now, "plan": plan}
                 write_gt(cached, gt_file)
         if cached is None:
-            result = compose(footage, n_threats, clip_seed, path, start_s=start_s, clip_s=length_s,
+            result = compose(footage, what, clip_seed, path, start_s=start_s, clip_s=length_s,
                              n_harmless=n_harmless, video_id=video_id, gt_path=gt_file)
             gt = result.gt
             gt["plan"] = plan

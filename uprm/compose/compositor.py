@@ -20,7 +20,7 @@ import numpy as np
 from uprm.compose.blend import Placement, paste
 from uprm.compose.errors import ComposeError
 from uprm.compose.events import (
-    HARMLESS_KINDS, MIN_LEAD_S, PERSISTENT_KINDS, PLANNERS, THREAT_KINDS, TIMING_S, Actor, ComposedEvent,
+    DRAWN_HARMLESS_KINDS, MIN_LEAD_S, PERSISTENT_KINDS, PLANNERS, THREAT_KINDS, TIMING_S, Actor, ComposedEvent,
     EventSpec, Scene,
 )
 from uprm.compose.plate import Plate, load_or_make_plate
@@ -93,7 +93,7 @@ def _draw_specs(scene: Scene, n_threats: int, n_harmless: int) -> list[EventSpec
                  if not (k in PERSISTENT_KINDS and any(s.kind in PERSISTENT_KINDS for s in specs))]
         if kinds:
             specs.append(EventSpec(str(scene.rng.choice(kinds))))
-    harmless = [k for k in HARMLESS_KINDS if k != "carry_walk" or scene.bank.items]
+    harmless = [k for k in DRAWN_HARMLESS_KINDS if k != "carry_walk" or scene.bank.items]
     specs += [EventSpec(str(scene.rng.choice(harmless))) for _ in range(n_harmless)]
     return specs
 

@@ -19,7 +19,11 @@ from uprm.compose.sprites import Sprite, SpriteBank, SpriteTrack
 from uprm.instructions import attribute_answer, format_time_s
 
 THREAT_KINDS = ("fall", "struggle", "crowd_run", "loiter", "left_object")
-HARMLESS_KINDS = ("normal_walk", "pass_by", "pause_walk", "carry_walk")
+HARMLESS_KINDS = ("normal_walk", "pass_by", "pause_walk", "carry_walk", "chat")
+# Kinds a random plan draws from. "chat" (people standing together: a struggle's and a loiterer's
+# look-alike, a hard negative) is composed when asked for (an EventSpec, `compose clip --events chat`,
+# bootstrap.compose_set(events=...)): drawing it too would re-plan every clip composed so far.
+DRAWN_HARMLESS_KINDS = ("normal_walk", "pass_by", "pause_walk", "carry_walk")
 EVENT_KINDS = THREAT_KINDS + HARMLESS_KINDS
 PERSISTENT_KINDS = ("fall", "left_object")  # the threat lasts until the clip ends
 
@@ -32,7 +36,8 @@ TIMING_S = {
     "loiter": ((1.5, 2.0), (10.0, 20.0), 8.0),
     "left_object": ((1.5, 3.0), (4.0, 4.0), 3.0),
 }
-HARMLESS_S = {"normal_walk": (3.0, 8.0), "pass_by": (4.0, 7.0), "pause_walk": (4.5, 8.0), "carry_walk": (3.0, 7.0)}
+HARMLESS_S = {"normal_walk": (3.0, 8.0), "pass_by": (4.0, 7.0), "pause_walk": (4.5, 8.0), "carry_walk": (3.0, 7.0),
+              "chat": (7.0, 14.0)}
 MIN_LEAD_S = 1.0
 FADE_S = 0.2  # sprites fade in and out (all events alike) rather than pop
 FALL_S = 0.5  # a fall: rotation to the ground about the feet
@@ -778,8 +783,35 @@ def plan_carry_walk(scene: Scene, spec: EventSpec, window: tuple[int, int], tag:
                                  ({"id": f"{tag}.A", "kind": "person", "role": "carries an item", **_source(track)},))
 
 
+def plan_chat(scene: Scene, spec: EventSpec, window: tuple[int, int], tag: str):
+    """Two people walk up to each other, stand and talk (swaying a little) and walk off together: close
+    and still for seconds like a struggle's pair or a loiterer, and nothing happens."""
+    first, n = _harmless_span(scene, spec)
+    approach, leave = (min(scene.frames(scene.uniform(1.0, 2.0)), n // 4) for _ in range(2))
+    talk = n - approach - leave
+    track_a, track_b = scene.pick_track(n / scene.fps), scene.pick_track(n / scene.fps)
+    rng = scene.rng
+
+    def build(meet: np.ndarray) -> list[Actor]:
+        h = scene.height_px(meet[1])
+        a, b, mirror_a, mirror_b = _meeting(scene, track_a, track_b, meet, approach, float(rng.uniform(0.2, 0.3)) * h)
+        for path in (a, b):
+            path.hold(talk, scene.fps, sway_deg=1.5, rng=rng)
+        a.walk(scene, track_a, a.end, leave, mirror=mirror_a)  # A walks on; B turns round and goes along
+        b.walk(scene, track_b, b.end, leave, mirror=mirror_b, reverse=True)
+        return [person_actor(scene, f"{tag}.A", first, a, source=f"track {track_a.track_id}"),
+                person_actor(scene, f"{tag}.B", first, b, source=f"track {track_b.track_id}")]
+
+    actors = scene.search(build)
+    text = (f"two people meet in the {scene.zone(actors[0].foot_xy[approach])} of the view and stand talking "
+            f"for {format_time_s(talk / scene.fps)}, then walk off together")
+    return actors, ComposedEvent("chat", False, scene.seconds(first), scene.seconds(first + n), text, (
+        {"id": f"{tag}.A", "kind": "person", "role": "talks", **_source(track_a)},
+        {"id": f"{tag}.B", "kind": "person", "role": "talks", **_source(track_b)}))
+
+
 PLANNERS = {
     "fall": plan_fall, "struggle": plan_struggle, "crowd_run": plan_crowd_run, "loiter": plan_loiter,
     "left_object": plan_left_object, "normal_walk": plan_normal_walk, "pass_by": plan_pass_by,
-    "pause_walk": plan_pause_walk, "carry_walk": plan_carry_walk,
+    "pause_walk": plan_pause_walk, "carry_walk": plan_carry_walk, "chat": plan_chat,
 }
