@@ -138,7 +138,7 @@ def test_bootstrap_end_to_end_on_short_composed_clips_with_a_tiny_model(tmp_path
     assert bs.load_set(tmp_path / "set").clips == composed.clips
     gt = json.loads(composed.gt_path.read_text())["database"]
     assert set(gt) == {"e2e_s7_000", "e2e_s7_001"}
-    # a set of named events (the build's hard negatives): exactly those in every clip, recorded in the plan
+    # a set of named events (e.g. hard negatives): exactly those in every clip, recorded in the plan
     (chat,) = bs.compose_set("hn", [bs.SourceWindow(str(SAMPLE), 0.0, 30.0)], 1, 8, tmp_path / "hn", (6.0, 6.5),
                              events=("chat",)).clips
     assert chat.harmless == ("chat",) and chat.segments_s == ()

@@ -227,9 +227,8 @@ def test_a_chat_stands_close_and_still_for_seconds_then_walks_off_and_is_harmles
     assert event.kind == "chat" and not event.threat and "stand talking" in event.cause
     a, b = actors
     assert a.first_frame == b.first_frame and len(a.sprites) == len(b.sprites) == int(10 * fps)
-    k = np.arange(len(a.sprites))
     gap = np.linalg.norm(a.foot_xy - b.foot_xy, axis=1)
-    h = persp.height_px(a.foot_xy[len(k) // 2, 1])
+    h = persp.height_px(a.foot_xy[len(a.sprites) // 2, 1])
     still = (np.linalg.norm(np.diff(a.foot_xy, axis=0), axis=1) < 1e-6).nonzero()[0]
     assert len(still) >= 4 * fps, "they stand still for seconds"
     assert gap[still].max() < 0.7 * h, "close together while they talk"

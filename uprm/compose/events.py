@@ -19,11 +19,11 @@ from uprm.compose.sprites import Sprite, SpriteBank, SpriteTrack
 from uprm.instructions import attribute_answer, format_time_s
 
 THREAT_KINDS = ("fall", "struggle", "crowd_run", "loiter", "left_object")
-HARMLESS_KINDS = ("normal_walk", "pass_by", "pause_walk", "carry_walk", "chat")
 # Kinds a random plan draws from. "chat" (people standing together: a struggle's and a loiterer's
 # look-alike, a hard negative) is composed when asked for (an EventSpec, `compose clip --events chat`,
 # bootstrap.compose_set(events=...)): drawing it too would re-plan every clip composed so far.
 DRAWN_HARMLESS_KINDS = ("normal_walk", "pass_by", "pause_walk", "carry_walk")
+HARMLESS_KINDS = DRAWN_HARMLESS_KINDS + ("chat",)
 EVENT_KINDS = THREAT_KINDS + HARMLESS_KINDS
 PERSISTENT_KINDS = ("fall", "left_object")  # the threat lasts until the clip ends
 
