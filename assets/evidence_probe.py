@@ -3,9 +3,10 @@
 A gradient-boosted tree (scikit-learn, a dependency of sentence-transformers) on a few dozen hand-made
 per-step features of the same evidence the model reads (counts, track speeds, ages, still times and
 wandering, the scene-graph predicates, the fight probability, the person occupancy), each also as its
-difference to 1 and 2 s before and after. Trained on the training clips; frame-level ROC AUC on the validation and
-held-out clips. A different learner that reaches about the model's AUC says the evidence, not the model,
-sets the limit. Run by assets/evaluate_default_model.py (its numbers go into the model card).
+difference to 1 and 2 s before and after. Trained on the fold clips (the training footage without the
+validation window, as the fold twin whose validation AUC it is set beside); frame-level ROC AUC on the
+validation and held-out clips. A different learner that reaches about the model's AUC says the
+evidence, not the model, sets the limit. Run by assets/evaluate_default_model.py (its numbers go into the model card).
 """
 from __future__ import annotations
 

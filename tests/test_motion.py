@@ -195,6 +195,77 @@ def test_a_change_says_how_long_before_it_a_person_stood_there():
     assert since == pytest.approx(established - 1.5, abs=0.01) and since < 3.0
 
 
+def changes_with_detections(paint, detections, seconds: float = 8.0, seed: int = 9) -> list:
+    """Scene-change entities at the last sample of a scene drawn by ``paint(f, t)``, with the detector's
+    boxes at each 0.5-s sample given by ``detections(t) -> [(class_id, (x1, y1, x2, y2))]``."""
+    import cv2
+
+    rng, g = np.random.default_rng(seed), ground()
+    analyzer = MotionAnalyzer((W, H), sample_interval_s=0.5)
+    out, n = None, int(seconds * 10)
+    for k in range(n):
+        t = k / 10
+        f = g.copy()
+        paint(f, t)
+        rgb = np.repeat(noisy(f, rng)[..., None], 3, axis=2)
+        analyzer.push(t, lambda wh, rgb=rgb: cv2.resize(rgb, wh, interpolation=cv2.INTER_AREA), k % 5 == 0)
+        if k % 5 == 0:
+            dets = detections(t)
+            frame = person_frame(t, [b for _, b in dets])
+            frame.class_ids[:] = [c for c, _ in dets]
+            out = analyzer.sample(frame, (W, H), (40, 30))
+    return [out.boxes[i] for i in np.flatnonzero(out.class_ids == SCENE_CHANGE_CLASS_ID)]
+
+
+def test_someone_standing_still_is_the_detectors_not_a_change_and_leaves_no_ghost():
+    """A dark upright figure walks in at 1 s and stands still at (60, 40) from 2 s, detected at every sample
+    but one: it is no change while there (its box says who it is), and after it steps 30 px right at 5 s
+    the ground it stood on shows no ghost."""
+    def paint(f, t):
+        x = 60 if t < 5 else 90
+        if t >= 2:
+            f[40:80, x:x + 14] = 30
+        elif t >= 1:
+            f[40:80, int(10 + 50 * (t - 1)):int(10 + 50 * (t - 1)) + 14] = 30
+
+    def detections(t):
+        x = 60 if t < 5 else 90
+        missed = t == 3.5  # the detector misses a standing person now and then
+        return [] if t < 2 or missed else [(1, (x, 40, x + 14, 80))]
+
+    assert changes_with_detections(paint, detections) == []
+    assert changes_with_detections(paint, lambda t: []), "without the boxes the still figure is a change"
+
+
+def test_someone_lying_where_they_fell_and_an_item_beside_a_stander_are_changes():
+    """A lying figure (wider than tall: not upright) stays a change under its own box; an item put down
+    at a standing person's feet shows once they have stepped off it."""
+    lying = changes_with_detections(lambda f, t: f.__setitem__((slice(80, 92), slice(40, 80)), 40) if t >= 2 else None,
+                                    lambda t: [(1, (40, 80, 80, 92))] if t >= 2 else [])
+    assert len(lying) == 1 and lying[0] == pytest.approx([40, 80, 80, 92], abs=2)
+
+    def paint(f, t):
+        if t >= 2:
+            f[72:80, 76:88] = 230  # the item, beside the feet
+        if t < 4:
+            f[30:80, 60:74] = 30  # the person, until they walk off at 4 s
+
+    left = changes_with_detections(paint, lambda t: [(1, (60, 30, 74, 80))] if t < 4 else [])
+    assert len(left) == 1 and left[0] == pytest.approx([76, 72, 88, 80], abs=2)
+
+
+def test_a_parked_vehicle_changing_is_not_a_change():
+    """A car's boot opens at 3 s (a bright patch inside the car's box): the vehicle is the detector's."""
+    def paint(f, t):
+        f[20:50, 100:150] = 70  # the car
+        if t >= 3:
+            f[22:34, 130:150] = 200
+
+    car = lambda t: [(3, (100, 20, 150, 50))]  # noqa: E731
+    assert changes_with_detections(paint, car) == []
+    assert changes_with_detections(paint, lambda t: []), "without the car's box the opened boot is a change"
+
+
 def test_add_motion_reads_a_video_and_running_it_again_measures_anew(tmp_path):
     """A written clip (10 fps, 5 s) where an item is put down at 1.5 s and the shot cuts at 4 s: the item
     is a scene change at 3.5 s (established) and gone after the cut (the view changed)."""

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 THREATS_PER_CLIP_P = (0.25, 0.45, 0.30)  # P(0), P(1), P(2) threat events per composed clip
-CHECKPOINT_VERSION = "uprm-small-bootstrap-v4"
+CHECKPOINT_VERSION = "uprm-small-bootstrap-v5"
 Say = Callable[[str], None]
 
 
@@ -70,6 +70,11 @@ class ComposedSet:
     @property
     def manifest_path(self) -> Path:
         return self.out_dir / "manifest.json"
+
+    def joined(self, other: "ComposedSet") -> "ComposedSet":
+        """This set with ``other``'s clips after its own, to be scored and tuned on as one (each clip's
+        files stay where its set wrote them)."""
+        return ComposedSet(self.name, self.out_dir, self.seed, self.clips + other.clips, self.compose_s + other.compose_s)
 
     def summary(self) -> dict:
         kinds: dict[str, int] = {}

@@ -14,16 +14,17 @@ The detector sees one frame every half second. Two kinds of evidence need every 
 
 - **Scene changes.** A pixel is *established* once it has looked the same for CHANGE_ESTABLISH_S.
   The first established look of each pixel is its background; later established looks that differ
-  from it are changes that stayed: an item put down, someone lying where they fell, someone standing
-  still. A passer-by never stays long enough to be established, so walking past leaves no change.
-  While the camera moves or after a cut nothing is established, so a hand-held or panning camera
-  shows no changes. Each connected change becomes an entity ("scene change", COCO id 0 = unknown) with its contrast
-  against the ground around it now and before: something *added* contrasts now, a ghost left where
-  something *went away* (a person who stood at the start and walked off) contrasted only before and
-  is healed into the background; pixels that keep changing and coming back (a flapping tape) are
-  restless and never count. A change that a person box covers is most likely that person. Each change
-  also says how long before it appeared a person last stood there: things people leave behind (an
-  item, a person who fell) appear where someone just was.
+  from it are changes that stayed: an item put down, someone lying where they fell. A passer-by never
+  stays long enough to be established, so walking past leaves no change. While the camera moves or
+  after a cut nothing is established, so a hand-held or panning camera shows no changes. Each
+  connected change becomes an entity ("scene change", COCO id 0 = unknown) with its contrast against
+  the ground around it now and before: something *added* contrasts now, a ghost left where something
+  *went away* (a person who stood at the start and walked off) contrasted only before and is healed
+  into the background; pixels that keep changing and coming back (a flapping tape) are
+  restless and never count. Upright people and vehicles are the detector's to report: under their
+  boxes no background is learnt and no change is reported (see REPORTED_S). Each change also says how
+  long before it appeared a person last stood there: things people leave behind (an item, a person who
+  fell) appear where someone just was.
 
 Both run in a second decoding pass (``add_motion``) that reads the first pass's boxes; the pass is
 cheap (DIS flow at 384 px, ~4 ms a frame; the change model at 768 px and CHANGE_FPS) and cached with
@@ -42,7 +43,7 @@ from uprm.evidence import (
     VideoEvidence,
 )
 
-MOTION_VERSION = "motion-8"
+MOTION_VERSION = "motion-10"
 FLOW_MAX_SIDE = 384  # flow is computed on frames downscaled to this longer side
 FLOW_FPS = 10.0  # at most this many flow fields per second (a 30 fps video: every third frame)
 MOVE_PX = 0.25  # flow (px at FLOW_MAX_SIDE, per processed frame) below this is noise, not motion
@@ -71,6 +72,16 @@ CHANGE_MIN_THICK_PX = 4.5  # at CHANGE_MAX_SIDE: thinner changes are lines (see 
 # person who fell changes it once)
 CHANGE_RESTLESS_EPISODES, CHANGE_RESTLESS_TAU_S, CHANGE_RESTLESS_REACH_PX = 2.0, 60.0, 9
 CHANGE_RELEARN_FRACTION = 0.3  # more of the frame changed at once: light or camera changed, relearn
+# What the detector reports is not a scene change: upright people (taller than wide: someone lying where
+# they fell still is a change, and the detector's occasional box across half the frame is no person) and
+# vehicles (a tailgate opened, a car parked or driven off). Under their boxes of the last REPORTED_S (a
+# standing person is now and then missed for a sample), widened by REPORTED_PAD of their height, no
+# background is learnt, so someone standing at the start leaves no ghost once they shift, and no change is
+# reported, so someone standing still is not "a thing that appeared" (vtest.avi's chatting pair and its
+# car's opened boot raised false alarms those ways). An item put down or a body that fell shows once
+# the others stepped off it, and how long before a person stood there still says it was left.
+REPORTED_S, REPORTED_PAD = 1.0, 0.05
+VEHICLE_IDS = (2, 3, 4, 6, 7, 8, 9)  # COCO-91: bicycle, car, motorcycle, bus, train, truck, boat
 MAX_CHANGES = 6  # largest changes kept per step
 MAX_CHANGE_AGE_S = 8.0  # ages are capped (see uprm.featurize.MAX_DWELL_S)
 PERSON_MEMORY_S = MAX_CHANGE_AGE_S + 4.0  # person boxes kept to tell who stood where a change appeared
@@ -113,9 +124,12 @@ class SceneChangeModel:
         self.episodes = np.zeros(shape_hw, np.float32)  # changes begun here lately (decaying count)
         self.time_s = None
 
-    def update(self, grey: np.ndarray, time_s: float, view_changed: bool = False) -> None:
+    def update(self, grey: np.ndarray, time_s: float, view_changed: bool = False,
+               reported: np.ndarray | None = None) -> None:
         """One frame. ``view_changed``: the camera moved or the shot cut since the last frame, so what was
-        learnt no longer lines up with the picture: start again (nothing is a change until re-learnt)."""
+        learnt no longer lines up with the picture: start again (nothing is a change until re-learnt).
+        ``reported``: (h, w) bool, where the detector reports people and vehicles; no background is learnt
+        there (see REPORTED_S)."""
         import cv2
 
         frame = cv2.GaussianBlur(grey.astype(np.float32), (3, 3), 0)
@@ -137,7 +151,8 @@ class SceneChangeModel:
         self.still_s = np.where(moving, 0.0, self.still_s + dt).astype(np.float32)
         established = self.still_s >= CHANGE_ESTABLISH_S
         self.look[established] = self.mean[established]
-        first = established & ~self.has_background
+        learnable = established if reported is None else established & ~reported
+        first = learnable & ~self.has_background
         self.background[first] = self.mean[first] / self.gain
         self.has_background |= first
         both = established & self.has_background
@@ -148,8 +163,8 @@ class SceneChangeModel:
         differs = self._differs()
         if differs.sum() > CHANGE_RELEARN_FRACTION * max(1, self.has_background.sum()):
             # the light or the camera changed, not the scene: start again from what is seen now
-            self.background[established] = self.look[established] / self.gain
-            self.has_background = established.copy()
+            self.background[learnable] = self.look[learnable] / self.gain
+            self.has_background = learnable.copy()
             differs = self._differs()
         new = differs & np.isnan(self.changed_at)
         self.changed_at[new] = time_s
@@ -165,9 +180,9 @@ class SceneChangeModel:
         limit = np.maximum(np.maximum(CHANGE_GREY, CHANGE_REL * bg), CHANGE_NOISE_K * self.flicker)
         return self.has_background & (np.abs(self.look - bg) > limit)
 
-    def changes(self) -> list[SceneChange]:
+    def changes(self, reported: np.ndarray | None = None) -> list[SceneChange]:
         """The changes established now (most salient first: area times how much they changed), ghosts of
-        things gone healed into the background."""
+        things gone healed into the background, nothing under ``reported`` ((h, w) bool)."""
         import cv2
 
         if self.mean is None:
@@ -176,7 +191,10 @@ class SceneChangeModel:
         # elsewhere each time), changes began again and again lately
         near = cv2.dilate(self.episodes, np.ones((CHANGE_RESTLESS_REACH_PX,) * 2, np.uint8))
         restless = near >= CHANGE_RESTLESS_EPISODES
-        mask = (self._differs() & (self.still_s >= CHANGE_ESTABLISH_S) & ~restless).astype(np.uint8)
+        mask = self._differs() & (self.still_s >= CHANGE_ESTABLISH_S) & ~restless
+        if reported is not None:
+            mask &= ~reported
+        mask = mask.astype(np.uint8)
         mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
         n, labels, stats, _ = cv2.connectedComponentsWithStats(mask)
         grown = cv2.dilate(mask, np.ones((3, 3), np.uint8)).astype(bool)
@@ -316,6 +334,7 @@ class MotionAnalyzer:
         self._changes = SceneChangeModel((self.change_size[1], self.change_size[0]))
         self._last_change_s = -np.inf
         self._people: deque[tuple[float, np.ndarray]] = deque()  # (time, person boxes px) of recent samples
+        self._reported: deque[tuple[float, np.ndarray]] = deque()  # (time, upright person and vehicle boxes px)
         self._drift_px = np.zeros(2)  # camera displacement since the change model last started (flow px)
         self._view_changed = False
 
@@ -339,8 +358,20 @@ class MotionAnalyzer:
                 self._flows.popleft()
         if is_sample or time_s - self._last_change_s >= 1.0 / CHANGE_FPS - 1e-6:
             self._changes.update(cv2.cvtColor(rgb_at(self.change_size), cv2.COLOR_RGB2GRAY), time_s,
-                                 view_changed=self._view_changed)
+                                 view_changed=self._view_changed, reported=self._reported_mask())
             self._last_change_s, self._view_changed = time_s, False
+
+    def _reported_mask(self) -> np.ndarray | None:
+        """Where the detector reported upright people or vehicles in the last REPORTED_S of samples (boxes
+        widened by REPORTED_PAD), at change scale; None before any sample."""
+        if not self._reported:
+            return None
+        h, w = self._changes.shape
+        mask = np.zeros((h, w), bool)
+        for x1, y1, x2, y2 in np.concatenate([b for _, b in self._reported]).reshape(-1, 4) * self.change_scale:
+            pad = REPORTED_PAD * (y2 - y1)
+            mask[max(0, int(y1 - pad)):min(h, int(np.ceil(y2 + pad))), max(0, int(x1 - pad)):min(w, int(np.ceil(x2 + pad)))] = True
+        return mask
 
     def _since_person(self, box_px: np.ndarray, changed_at_s: float) -> float:
         """Seconds from the last sample at which a person stood at ``box_px`` (up to when the change was
@@ -357,11 +388,16 @@ class MotionAnalyzer:
         motion = np.zeros((n, len(ENTITY_MOTION)), np.float32)
         for i in range(n):
             motion[i, :N_FLOW] = entity_flow(flows, frame.boxes[i], self.flow_scale, self.interval_s)
-        changes = self._changes.changes()[:MAX_CHANGES]
         boxes = np.asarray(frame.boxes, np.float32).reshape(-1, 4)[frame.is_person]
         self._people.append((frame.time_s, boxes))
         while self._people[0][0] < frame.time_s - PERSON_MEMORY_S:
             self._people.popleft()
+        all_boxes = np.asarray(frame.boxes, np.float32).reshape(-1, 4)
+        upright = frame.is_person & (all_boxes[:, 3] - all_boxes[:, 1] >= all_boxes[:, 2] - all_boxes[:, 0])
+        self._reported.append((frame.time_s, all_boxes[upright | np.isin(frame.class_ids, VEHICLE_IDS)]))
+        while self._reported[0][0] < frame.time_s - REPORTED_S - 1e-6:
+            self._reported.popleft()
+        changes = self._changes.changes(self._reported_mask())[:MAX_CHANGES]
         people = boxes * self.change_scale
         rows = []
         for c in changes:

@@ -1,0 +1,56 @@
+"""The default model's build recipe (assets/build_default_model.py): which footage each model and each
+set may come from. The fold twins pick the warm-up length and every decision rule on the validation set,
+so that footage must be new to them; the held-out footage must be new to every model and rule."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from uprm import bootstrap as bs
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "assets"))
+recipe = pytest.importorskip("build_default_model")
+
+
+def _span(windows: list[bs.SourceWindow]) -> list[tuple[str, float, float]]:
+    return sorted((Path(w.path).name, w.start_s, w.end_s) for w in windows)
+
+
+def test_fold_and_validation_windows_split_the_training_footage_without_overlap():
+    (name, lo, hi), = _span(recipe.TRAIN_WINDOWS)
+    fold, val = _span(recipe.FOLD_WINDOWS), _span(recipe.VAL_WINDOWS)
+    assert {w[0] for w in fold + val} == {name}
+    # together they cover the training window; apart, the fold twins never see a validation second
+    assert sorted(fold + val, key=lambda w: w[1])[0][1] == lo and max(w[2] for w in fold + val) == hi
+    for _, f_lo, f_hi in fold:
+        for _, v_lo, v_hi in val:
+            assert f_hi <= v_lo or v_hi <= f_lo, f"fold {f_lo}-{f_hi} s overlaps validation {v_lo}-{v_hi} s"
+    assert sum(h - lo_ for _, lo_, h in fold + val) == pytest.approx(hi - lo)
+
+
+def test_held_out_footage_is_the_first_30_s_which_no_model_trains_on():
+    (held,) = recipe.TEST_WINDOWS
+    assert Path(held.path).name == "sample_vtest_30s.mp4"  # vtest.avi 0-30 s (assets/make_sample.py)
+    assert all(w.start_s >= 30.0 for w in recipe.TRAIN_WINDOWS + recipe.FOLD_WINDOWS + recipe.VAL_WINDOWS)
+
+
+def test_each_run_has_its_fold_twin_beside_it(tmp_path):
+    assert recipe.fold_dir(tmp_path / "runs" / "default") == tmp_path / "runs" / "fold" / "default"
+    assert recipe.fold_dir(tmp_path / "runs" / "alpha_0.2") == tmp_path / "runs" / "fold" / "alpha_0.2"
+
+
+def test_a_joined_set_scores_as_one_and_keeps_each_clips_files(tmp_path):
+    def clip(i: int, folder: str) -> bs.ClipRecord:
+        return bs.ClipRecord(f"v{i}", str(tmp_path / folder / f"v{i}.mp4"), 10.0, 10.0, "x.mp4", 0.0, i,
+                             ((1.0, 3.0),) if i % 2 else (), ("fall",) if i % 2 else (), ("c",) if i % 2 else (), ())
+
+    a = bs.ComposedSet("val", tmp_path / "val", 3000, [clip(0, "val"), clip(1, "val")], 2.0)
+    b = bs.ComposedSet("val_chat", tmp_path / "val_chat", 3100, [clip(2, "val_chat")], 1.5)
+    both = a.joined(b)
+    assert [c.video_id for c in both.clips] == ["v0", "v1", "v2"] and both.compose_s == 3.5
+    assert (both.name, both.out_dir, both.seed) == ("val", tmp_path / "val", 3000)
+    assert both.clips[2].path == str(tmp_path / "val_chat" / "v2.mp4")
+    assert both.summary()["clips"] == 3 and a.clips == [clip(0, "val"), clip(1, "val")]  # a is unchanged
