@@ -54,3 +54,10 @@ def test_a_joined_set_scores_as_one_and_keeps_each_clips_files(tmp_path):
     assert (both.name, both.out_dir, both.seed) == ("val", tmp_path / "val", 3000)
     assert both.clips[2].path == str(tmp_path / "val_chat" / "v2.mp4")
     assert both.summary()["clips"] == 3 and a.clips == [clip(0, "val"), clip(1, "val")]  # a is unchanged
+
+
+def test_a_recipe_passes_expert_dropout_to_the_training_command_only_when_set(tmp_path):
+    data = [tmp_path / "d.json"]
+    assert "--expert-dropout" not in bs.TrainRecipe().cli_args(data, tmp_path / "o")
+    argv = bs.TrainRecipe(expert_dropout=0.3).cli_args(data, tmp_path / "o")
+    assert argv[argv.index("--expert-dropout") + 1] == "0.3"

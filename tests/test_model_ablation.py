@@ -106,3 +106,31 @@ def test_set_ablation_is_reversible_and_rejects_unknown_switches(model, inputs):
         torch.testing.assert_close(model(inputs).fused, before)
     with pytest.raises(InputError, match="no_pose"):
         model.set_ablation(no_pose=True)
+
+
+def test_expert_dropout_silences_whole_videos_experts_in_training_only(inputs):
+    from uprm.model import ConfigError
+
+    plain = build_model("tiny")
+    dropping = build_model("tiny")
+    dropping.load_state_dict(plain.state_dict())
+    dropping.config = replace(dropping.config, expert_dropout=0.5)
+    # at inference it changes nothing: the same weights give the same outputs
+    plain.eval(), dropping.eval()
+    with torch.no_grad():
+        a, b = plain(inputs), dropping(inputs)
+    torch.testing.assert_close(a.threat_prob, b.threat_prob, rtol=0, atol=0)
+    # in training, over many draws, each fine expert is silent for a whole video in about half of them:
+    # no weight at any step of that video; and the silenced experts differ between draws
+    dropping.train()
+    torch.manual_seed(0)
+    silent = []
+    with torch.no_grad():
+        for _ in range(40):
+            w = dropping(inputs).router_weights[..., :3]  # (B, T, 3)
+            silent.append((w == 0).all(dim=1))  # (B, 3): expert silent at every step of the video
+    share = torch.stack(silent).float().mean(dim=0)  # (B, 3)
+    assert share[:, 0].min() > 0.25 and share[:, 0].max() < 0.75, share  # HPE, about p
+    assert len({tuple(s.flatten().tolist()) for s in silent}) > 5
+    with pytest.raises(ConfigError, match="expert_dropout"):
+        replace(plain.config, expert_dropout=1.0)

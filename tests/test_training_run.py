@@ -212,3 +212,7 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path, capsys):
     assert main(["train", "--config", "tiny", "--data", str(bad), "--out", str(tmp_path / "o"),
                  "--batch-size", "8", "--grad-accum", "3"]) == 2
     assert "multiple of grad_accum" in capsys.readouterr().err
+    assert main(["train", "--config", "tiny", "--data", str(bad), "--out", str(tmp_path / "o"),
+                 "--expert-dropout", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "expert_dropout must lie in [0, 1)" in err and "Traceback" not in err

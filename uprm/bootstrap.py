@@ -298,6 +298,7 @@ class TrainRecipe:
     batch_size: int = 8
     alpha: float | None = None  # None: the config's 0.05
     ablation: tuple[str, ...] = ()
+    expert_dropout: float | None = None  # None: the config's (0 = off)
     seed: int = 0
     max_steps: int | None = None
     warmup_ratio: float = 0.03
@@ -319,6 +320,8 @@ class TrainRecipe:
             args += ["--alpha", repr(self.alpha)]
         if self.ablation:
             args += ["--ablation", *self.ablation]
+        if self.expert_dropout is not None:
+            args += ["--expert-dropout", repr(self.expert_dropout)]
         if self.max_steps is not None:
             args += ["--max-steps", str(self.max_steps)]
         if self.weight_decay:

@@ -149,6 +149,9 @@ class UPRMConfig:
     # False = the router alone decides (it still sees the presence flags in h).
     mask_absent_experts: bool = True
     alpha: float = 0.05  # weight of L_z in L = L_ce + alpha * L_z
+    # training only: each fine expert is silenced (as if it had no evidence) for a whole video with this
+    # probability, so the fusion cannot lean on one expert alone (0 = off)
+    expert_dropout: float = 0.0
     threat_loss_weight: float = 1.0  # weight of the per-step threat BCE (when targets are given)
     seed: int = 0  # initialisation of UPRM's own modules
     # time steps the threat head sees around each step (odd; 1 = that step only). A threat is an episode,
@@ -191,6 +194,8 @@ class UPRMConfig:
                               f"{self.threat_min_segment_s}, {self.threat_merge_gap_s}")
         if not 0.0 < self.threat_threshold < 1.0:
             raise ConfigError(f"threat_threshold must be in (0, 1), got {self.threat_threshold}")
+        if not 0 <= self.expert_dropout < 1:
+            raise ConfigError(f"expert_dropout must lie in [0, 1), got {self.expert_dropout}")
         if self.alpha < 0 or self.threat_loss_weight < 0:
             raise ConfigError(f"alpha and threat_loss_weight must be >= 0, got {self.alpha}, "
                               f"{self.threat_loss_weight}")

@@ -144,6 +144,9 @@ class UPRMModel(nn.Module):
         ], dim=-1) & sm.unsqueeze(-1)  # (B, T, 3)
         enabled = torch.tensor(ab.fine_enabled, device=sm.device)  # (3,)
         presence = presence & enabled  # an ablated expert says nothing, not even that it has evidence
+        if self.training and cfg.expert_dropout > 0:
+            dropped = torch.rand(presence.shape[0], 1, presence.shape[2], device=sm.device) < cfg.expert_dropout
+            presence = presence & ~dropped
         fine_enabled = presence if cfg.mask_absent_experts else enabled.expand_as(presence) & sm.unsqueeze(-1)
 
         logits = self.router(experts, presence)  # (B, T, 4)

@@ -67,6 +67,7 @@ class TrainSettings:
     grad_accum: int = 1
     epochs: int = 1
     alpha: float | None = None  # weight of L_z; None keeps the model config's (0.05)
+    expert_dropout: float | None = None  # UPRMConfig.expert_dropout; None keeps the model config's (0)
     max_steps: int | None = None  # stop after this many optimizer steps (cycling the data if needed)
     ablation: tuple[str, ...] = ()  # any of ABLATIONS, switched on the model before training
     seed: int = 0
@@ -99,6 +100,8 @@ class TrainSettings:
             raise TrainingDataError(f"warmup_ratio must lie in [0, 1), got {self.warmup_ratio}")
         if self.alpha is not None and not (self.alpha >= 0 and math.isfinite(self.alpha)):
             raise TrainingDataError(f"alpha must be >= 0, got {self.alpha}")
+        if self.expert_dropout is not None and not 0 <= self.expert_dropout < 1:
+            raise TrainingDataError(f"expert_dropout must lie in [0, 1), got {self.expert_dropout}")
         if self.scheduler not in SCHEDULERS:
             raise TrainingDataError(f"scheduler must be one of {SCHEDULERS}, got {self.scheduler!r}")
         if self.mixed_precision not in PRECISIONS:
@@ -121,6 +124,8 @@ class TrainSettings:
         for k in ("checkpoint_every", "keep_checkpoints", "log_every", "num_threads", "show_progress"):
             d.pop(k)
         d["ablation"] = list(self.ablation)
+        if self.expert_dropout is None:  # added later: runs begun before it still resume
+            d.pop("expert_dropout")
         return d
 
 
@@ -437,6 +442,8 @@ def _train(model, examples, out_dir: Path, settings: TrainSettings, features, re
         model.set_ablation(Ablation(**{name: True for name in settings.ablation}))
     if settings.alpha is not None:
         model.config = replace(model.config, alpha=float(settings.alpha))
+    if settings.expert_dropout is not None:
+        model.config = replace(model.config, expert_dropout=float(settings.expert_dropout))
 
     # DDP must tolerate experts that an ablation (or a batch without evidence) leaves unused
     # cpu=True without CUDA: accelerate then also runs torchrun / accelerate-launch jobs on CPUs (gloo)
