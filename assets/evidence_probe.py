@@ -6,7 +6,8 @@ wandering, the scene-graph predicates, the fight probability, the person occupan
 difference to 1 and 2 s before and after. Trained on the fold clips (the training footage without the
 validation window, as the fold twin whose validation AUC it is set beside); frame-level ROC AUC on the
 validation and held-out clips. A different learner that reaches about the model's AUC says the
-evidence, not the model, sets the limit. Run by assets/evaluate_default_model.py (its numbers go into the model card).
+evidence, not the model, sets the limit. Run by assets/evaluate_default_model.py (its numbers go into
+the model card).
 """
 from __future__ import annotations
 
