@@ -41,7 +41,10 @@ second run only retrains):
  5. the paper's w/o-PTR row: phase a with ``no_ptr`` (plain softmax over four experts, no L_z), and its
     fold twin, kept under the work folder (not shipped); the evaluation compares it with the full
     model's phase a;
- 6. alpha variants, for the studio's teaching view: phase a again from the same random start, once per
+ 6. the seed spread: phase a again from the random starts SPREAD_SEEDS (model and data order), with
+    fold twins, kept under the work folder (not shipped); the evaluation reports how far the held-out
+    figures move with the seed alone;
+ 7. alpha variants, for the studio's teaching view: phase a again from the same random start, once per
     alpha in ALPHAS (L = threat BCE + alpha L_z; nothing else differs), so the gate balance shows what
     alpha does (VARIANT_EPOCHS of warm-up each; fine-tuned from the default instead, they all stayed near
     its balance). The language model is not run, so each keeps the untrained LoRA adapter (the base
@@ -93,6 +96,11 @@ WARMUP_EPOCHS = (24, 32)  # candidates; the validation set picks one (v4's ORE k
 # threat head the warm-up trained ten times more slowly: at the full rate, v2's instruction epoch raised
 # the threat baseline on real footage.
 RECIPE = bs.TrainRecipe(lr=1e-3, epochs=1, batch_size=8, seed=0, fusion_lr=1e-4)
+# The warm-up trained again from other random starts and data orders (UPRMConfig.seed and the recipe's
+# seed), each with its fold twin: how far the seed alone moves every figure. On 48 validation clips two
+# seeds of one recipe differed by up to 0.1 in objective, so a row of the ablation table that differs by
+# less than the seeds do is not evidence (the evaluation's seed-spread line).
+SPREAD_SEEDS = (1, 2)
 VARIANT_EPOCHS = 16  # the alpha variants' warm-up: shorter than the default's to keep the rebuild near an hour
 ALPHAS = (0.0, 0.05, 0.2, 0.8)
 DEFAULT_OUT = ROOT / "assets" / "uprm-small"
@@ -140,17 +148,41 @@ def load_sets(work: Path) -> Sets:
                 heldout=bs.load_set(work / "heldout"))
 
 
+def seed_run_dir(runs: Path, epochs: int, seed: int) -> Path:
+    """The warm-up run of ``epochs`` epochs trained from random start ``seed`` (0: the default's own)."""
+    return runs / (f"warmup_e{epochs}" + (f"_seed{seed}" if seed else ""))
+
+
+def seed_init(work: Path, seed: int) -> Path:
+    """The untrained small model drawn with ``seed`` (experts, router, head and LoRA), saved once per seed and
+    small-preset config (a changed preset default draws a new start) to begin a seed-spread run from."""
+    import hashlib
+
+    from uprm.model import UPRMConfig
+
+    config = json.dumps(UPRMConfig.small(seed=seed).to_dict(), sort_keys=True)
+    path = work / "inits" / f"small_seed{seed}_{hashlib.sha256(config.encode()).hexdigest()[:12]}"
+    if not (path / "config.json").is_file():
+        from uprm.model import build_model
+        from uprm.training.trainer import seed_everything
+
+        seed_everything(seed)  # peft draws LoRA's A matrices from the global RNG
+        build_model("small-untrained", seed=seed).save_pretrained(path)
+    return path
+
+
 def fold_dir(run_dir: Path) -> Path:
     """Where the fold twin of the run in ``WORK/runs/<name>`` is: ``WORK/runs/fold/<name>``."""
     return run_dir.parent / "fold" / run_dir.name
 
 
-def tuned_rule(run_dir: Path, val: bs.ComposedSet, ev_val: dict, ablation=()) -> tuple[bs.DecisionRule, dict]:
-    """The decision rule tuned on the validation set for the model in ``run_dir`` (a fold twin: the
-    validation footage is new to it), with its validation scores there."""
+def tuned_rule(model, val: bs.ComposedSet, ev_val: dict, ablation=()) -> tuple[bs.DecisionRule, dict]:
+    """The decision rule tuned on the validation set for ``model`` (loaded, or its run folder; a fold twin:
+    the validation footage is new to it), with its validation scores there."""
     from uprm.model import build_model
 
-    model = build_model(str(run_dir))
+    if isinstance(model, (str, Path)):
+        model = build_model(str(model))
     scored = [bs.score_video(model, ev_val[c.path], c.video_id, ablation) for c in val.clips]
     rule, table = bs.tune_rule(val, scored, **RULE_GRID)
     return rule, next(r for r in table if r["rule"] == vars(rule))
@@ -168,13 +200,16 @@ class Twins:
 
 def train_twins(recipe: bs.TrainRecipe, data: Path, fold_data: Path, run_dir: Path, val: bs.ComposedSet,
                 ev_val: dict, args, init: Path | str = "small-untrained",
-                fold_init: Path | str = "small-untrained", fold: bs.TrainRun | None = None) -> Twins:
-    """Train the model in ``run_dir`` on ``data`` and (unless ``fold`` is its finished twin) its twin on
-    ``fold_data`` with the same recipe; the twin picks the rule."""
+                fold_init: Path | str = "small-untrained",
+                fold: tuple[bs.TrainRun, bs.DecisionRule, dict] | None = None) -> Twins:
+    """Train the model in ``run_dir`` on ``data`` and its twin on ``fold_data`` with the same recipe; the twin
+    picks the rule. ``fold``: the twin's finished run with the rule it already picked (and its scores)."""
     train = functools.partial(bs.run_training, num_threads=args.num_threads, reuse=not args.fresh)
-    fold = fold or train(recipe, [fold_data], fold_dir(run_dir), fold_init)
-    rule, at_rule = tuned_rule(fold.out_dir, val, ev_val)
-    return Twins(train(recipe, [data], run_dir, init), fold, rule, at_rule)
+    if fold is None:
+        twin = train(recipe, [fold_data], fold_dir(run_dir), fold_init)
+        fold = (twin, *tuned_rule(twin.out_dir, val, ev_val))
+    twin, rule, at_rule = fold
+    return Twins(train(recipe, [data], run_dir, init), twin, rule, at_rule)
 
 
 def main() -> int:
@@ -182,6 +217,8 @@ def main() -> int:
     parser.add_argument("--work", type=Path, default=work_dir(), help="data and run folder (default %(default)s)")
     parser.add_argument("--skip-variants", action="store_true", help="do not train the alpha variants")
     parser.add_argument("--skip-no-ptr", action="store_true", help="do not train the w/o-PTR ablation model")
+    parser.add_argument("--skip-seed-spread", action="store_true",
+                        help="do not retrain the warm-up from the SPREAD_SEEDS random starts")
     parser.add_argument("--num-threads", type=int, default=2)
     parser.add_argument("--fresh", action="store_true", help="retrain runs already finished in the work folder "
                         "(default: reuse them; delete WORK/runs to start over)")
@@ -209,14 +246,14 @@ def main() -> int:
         selection.append({"epochs": epochs, "objective": round(bs.objective(w_row), 4), "rule": vars(w_rule),
                           "fnr": w_row["fnr"], "f2": w_row["f2"], "map_avg": w_row["map_avg"],
                           "elapsed_s": round(w.elapsed_s, 1)})
-        fold_warm[epochs] = w
+        fold_warm[epochs] = (w, w_rule, w_row)
         say(f"fold warm-up {epochs} epochs: validation objective {bs.objective(w_row):.4f} at {w_rule}")
     warm_epochs = max(selection, key=lambda r: (r["objective"], -r["epochs"]))["epochs"]  # ties: the shorter run
     report["warmup_selection"] = {"candidates": selection, "chosen_epochs": warm_epochs,
                                   "by": "the fold twins' validation (F2 + avg mAP) / 2, each at its own tuned rule"}
     threat_recipe = bs.TrainRecipe(**{**vars(THREAT_RECIPE), "epochs": warm_epochs})
     report["threat_recipe"] = vars(threat_recipe)
-    warm = train_twins(threat_recipe, data, fold_data, runs / f"warmup_e{warm_epochs}", val, ev_val, args,
+    warm = train_twins(threat_recipe, data, fold_data, seed_run_dir(runs, warm_epochs, 0), val, ev_val, args,
                        fold=fold_warm[warm_epochs])
     report["warmup_run"] = {"what": warm.run.argv, "elapsed_s": round(warm.run.elapsed_s, 1), "loss": warm.run.log}
 
@@ -238,6 +275,17 @@ def main() -> int:
                          data, fold_data, runs / "warmup_no_ptr", val, ev_val, args)
         report["no_ptr_run"] = {"what": nr.run.argv, "elapsed_s": round(nr.run.elapsed_s, 1), "loss": nr.run.log,
                                 "decision_rule": vars(nr.rule)}
+
+    if not args.skip_seed_spread:
+        report["seed_spread"] = {}
+        for seed in SPREAD_SEEDS:
+            init = seed_init(work, seed)
+            sr = train_twins(bs.TrainRecipe(**{**vars(threat_recipe), "seed": seed}), data, fold_data,
+                             seed_run_dir(runs, warm_epochs, seed), val, ev_val, args, init=init, fold_init=init)
+            report["seed_spread"][f"seed{seed}"] = {"what": sr.run.argv, "elapsed_s": round(sr.run.elapsed_s, 1),
+                                                    "decision_rule": vars(sr.rule),
+                                                    "validation_objective": round(bs.objective(sr.at_rule), 4)}
+            say(f"seed {seed}: the fold twin's validation objective {bs.objective(sr.at_rule):.4f} at {sr.rule}")
 
     if not args.skip_variants:
         import shutil

@@ -79,6 +79,20 @@ def test_tune_rule_picks_merge_gap_and_minimum_segment(tmp_path):
     assert bs.DecisionRule.from_config(UPRMConfig.tiny(**rule.config_fields())) == rule  # shipped in the config
 
 
+def test_localisation_pairs_each_event_with_its_longest_overlap_and_counts_joined_events(tmp_path):
+    composed = _set(tmp_path, [((1.0, 3.0), (5.0, 7.0)), ((2.0, 4.0),), ((6.0, 8.0),), ()])
+    # v0: one alarm 1.0-8.0 s over both events; v1: 2.5-6.0 s (late start, late end); v2: nothing
+    p0 = [0.1] * 2 + [0.9] * 14 + [0.1] * 4
+    p1 = [0.1] * 5 + [0.9] * 7 + [0.1] * 8
+    scored = [_scored("v0", p0), _scored("v1", p1), _scored("v2", [0.1] * 20), _scored("v3", [0.1] * 20)]
+    loc = bs.localisation(composed, scored, 0.5)
+    assert loc["n_gt"] == 4 and loc["n_found"] == 3 and loc["n_joined"] == 2
+    # start errors: 0, -4 (the joined alarm began before the second event), +0.5; ends: +5, +1, +2
+    assert loc["start_error_s"] == pytest.approx(0.0) and loc["end_error_s"] == pytest.approx(2.0)
+    assert loc["abs_start_error_s"] == pytest.approx(0.5) and loc["abs_end_error_s"] == pytest.approx(2.0)
+    assert bs.localisation(composed, scored[2:], 0.5)["n_found"] == 0  # unscored clips are not counted
+
+
 def test_frame_auc_matches_counting_pairs_and_splits_by_kind(tmp_path):
     rng = np.random.default_rng(0)
     y = rng.random(300) < 0.3
@@ -188,3 +202,17 @@ def test_bootstrap_end_to_end_on_short_composed_clips_with_a_tiny_model(tmp_path
     pairs = bs.cause_pairs(model, composed, ev, {s.video_id: s for s in scored}, 0.0, max_new_tokens=4)
     assert len(pairs) == sum(len(c.segments_s) for c in composed.clips)
     assert all(p["reference"].startswith("The threat is attributed to") for p in pairs)
+
+
+def test_a_run_begun_from_a_preset_is_stale_once_the_preset_changes(tmp_path, monkeypatch):
+    from uprm.model import UPRMConfig
+
+    data = tmp_path / "data.json"
+    data.write_text("[]")
+    what = ["train", "--data", str(data)]
+    key = bs.run_key(what, [data], "small-untrained")
+    assert bs.run_key(what, [data], "small-untrained") == key
+    assert bs.run_key(what, [data], "tiny") != key
+    small = UPRMConfig.small
+    monkeypatch.setattr(UPRMConfig, "small", classmethod(lambda cls, **o: small(**{"threat_context_steps": 5, **o})))
+    assert bs.run_key(what, [data], "small-untrained") != key

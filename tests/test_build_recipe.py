@@ -3,6 +3,7 @@ set may come from. The fold twins pick the warm-up length and every decision rul
 so that footage must be new to them; the held-out footage must be new to every model and rule."""
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -61,3 +62,33 @@ def test_a_recipe_passes_expert_dropout_to_the_training_command_only_when_set(tm
     assert "--expert-dropout" not in bs.TrainRecipe().cli_args(data, tmp_path / "o")
     argv = bs.TrainRecipe(expert_dropout=0.3).cli_args(data, tmp_path / "o")
     assert argv[argv.index("--expert-dropout") + 1] == "0.3"
+
+
+def test_seed_spread_runs_start_from_their_own_random_draw_and_sit_beside_the_default(tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    runs = tmp_path / "runs"
+    assert recipe.seed_run_dir(runs, 24, 0) == runs / "warmup_e24"  # seed 0 is the default's own warm-up
+    assert recipe.seed_run_dir(runs, 24, 2) == runs / "warmup_e24_seed2"
+    assert 0 not in recipe.SPREAD_SEEDS
+    one = recipe.seed_init(tmp_path, 1)
+    weights = load_file(one / "uprm.safetensors")
+    mtime = (one / "uprm.safetensors").stat().st_mtime_ns
+    assert recipe.seed_init(tmp_path, 1) == one and (one / "uprm.safetensors").stat().st_mtime_ns == mtime  # saved once
+    again = load_file(recipe.seed_init(tmp_path / "elsewhere", 1) / "uprm.safetensors")
+    other = load_file(recipe.seed_init(tmp_path, 2) / "uprm.safetensors")
+    assert weights.keys() == again.keys() == other.keys()
+    assert all(torch.equal(weights[k], again[k]) for k in weights)  # reproducible from scratch
+    assert any(not torch.equal(weights[k], other[k]) for k in weights)  # another seed, another start
+
+
+def test_a_seed_spread_start_is_drawn_again_when_the_small_preset_changes(tmp_path, monkeypatch):
+    from uprm.model import UPRMConfig
+
+    before = recipe.seed_init(tmp_path, 1)
+    small = UPRMConfig.small
+    monkeypatch.setattr(UPRMConfig, "small", classmethod(lambda cls, **o: small(**{"threat_context_steps": 3, **o})))
+    after = recipe.seed_init(tmp_path, 1)
+    assert after != before
+    assert json.loads((after / "config.json").read_text())["threat_context_steps"] == 3

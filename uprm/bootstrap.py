@@ -355,19 +355,35 @@ def perception_versions() -> dict[str, str]:
 
 def run_key(what: Sequence[str], inputs: Sequence[str | Path] = (), init: str | Path | None = None) -> str:
     """A fingerprint of a run: its command (or call), the bytes of its input files and of the initial
-    weights (a retrained warm-up invalidates what was trained from it) and the perception versions its
-    evidence comes from (a new front-end invalidates the runs on the old one's evidence). Model code is
-    not in it: after changing it, rebuild with --fresh."""
+    weights (a retrained warm-up invalidates what was trained from it; a random start from a preset is its
+    config, so a new preset default invalidates the runs begun from the old one) and the perception
+    versions its evidence comes from (a new front-end invalidates the runs on the old one's evidence).
+    Other model code is not in it: after changing it, rebuild with --fresh."""
     import hashlib
+
+    from uprm.model.io import SMALL_CHECKPOINT
 
     h = hashlib.sha256(json.dumps([list(what), perception_versions()]).encode())
     files = [Path(p) for p in inputs]
+    if str(init) == "small" and SMALL_CHECKPOINT.is_dir():  # "small" is the shipped checkpoint when there is one
+        init = SMALL_CHECKPOINT
     if init is not None and Path(init).is_dir():
         files += sorted(Path(init).glob("*.safetensors"))
+    elif init is not None:
+        h.update(json.dumps(_preset_config(str(init)), sort_keys=True).encode())
     for f in files:
         h.update(f.name.encode())
         h.update(f.read_bytes() if f.is_file() else b"absent")
     return h.hexdigest()
+
+
+def _preset_config(name: str) -> dict | None:
+    """The config a random start named ``name`` is built from ("small-untrained", "tiny", ...), or None."""
+    from uprm.model import UPRMConfig
+    from uprm.model.io import PRESETS, UNTRAINED_SMALL
+
+    preset = "small" if name == UNTRAINED_SMALL else name
+    return getattr(UPRMConfig, preset)().to_dict() if preset in PRESETS else None
 
 
 def finished_run(out_dir: str | Path, argv: list[str], key: str | None = None) -> TrainRun | None:
@@ -607,6 +623,38 @@ def detection_scores(composed: ComposedSet, scored: Sequence[Scored], rule: Deci
             "precision": fl.precision, "recall": fl.recall,
             "map": {f"{t:g}": dm.map_at[t] for t in CUVA_TIOUS}, "map_avg": dm.average_map,
             "n_gt": dm.n_gt, "n_pred": dm.n_pred, "hits_at_0.5_by_kind": dict(sorted(by_kind.items()))}
+
+
+def localisation(composed: ComposedSet, scored: Sequence[Scored], rule: DecisionRule | float) -> dict:
+    """How the predicted bounds miss the GT events under one rule, which mAP at tIoU 0.5 against 0.1 hides.
+
+    Each GT event is paired with the predicted segment of its clip that overlaps it longest. Errors are
+    predicted minus GT, seconds (+: the segment starts or ends late). ``n_joined``: events whose segment
+    also overlaps another event of the clip (two events reported as one alarm).
+    """
+    rule = DecisionRule.of(rule)
+    pred = {s.video_id: predicted_segments(s, rule) for s in scored}
+    starts, ends, joined, n_gt = [], [], 0, 0
+    for clip in composed.clips:
+        if clip.video_id not in pred:
+            continue
+        for gs, ge in clip.segments_s:
+            n_gt += 1
+            overlap = [(min(ge, p.end_s) - max(gs, p.start_s), p) for p in pred[clip.video_id]]
+            length, best = max(overlap, key=lambda o: o[0], default=(0.0, None))
+            if best is None or length <= 0:
+                continue
+            starts.append(best.start_s - gs)
+            ends.append(best.end_s - ge)
+            joined += any(min(oe, best.end_s) > max(os_, best.start_s)
+                          for os_, oe in clip.segments_s if (os_, oe) != (gs, ge))
+
+    def median(x: list[float]) -> float:
+        return float(np.median(x)) if x else float("nan")
+
+    return {"n_gt": n_gt, "n_found": len(starts), "n_joined": joined,
+            "start_error_s": median(starts), "end_error_s": median(ends),
+            "abs_start_error_s": median(np.abs(starts).tolist()), "abs_end_error_s": median(np.abs(ends).tolist())}
 
 
 def frame_auc(labels: np.ndarray, scores: np.ndarray) -> float:
