@@ -158,9 +158,7 @@ def seed_init(work: Path, seed: int) -> Path:
     small-preset config (a changed preset default draws a new start) to begin a seed-spread run from."""
     import hashlib
 
-    from uprm.model import UPRMConfig
-
-    config = json.dumps(UPRMConfig.small(seed=seed).to_dict(), sort_keys=True)
+    config = json.dumps(bs.preset_config("small-untrained", seed=seed), sort_keys=True)
     path = work / "inits" / f"small_seed{seed}_{hashlib.sha256(config.encode()).hexdigest()[:12]}"
     if not (path / "config.json").is_file():
         from uprm.model import build_model

@@ -69,11 +69,13 @@ def score_set(model, composed: bs.ComposedSet, evid: dict, ablation=()) -> list[
     return [bs.score_video(model, evid[c.path], c.video_id, ablation) for c in composed.clips]
 
 
-def twin_ruled_row(folder: Path, val, ev_val, test, ev_test) -> dict:
+def twin_ruled_row(folder: Path, val, ev_val, test, ev_test) -> dict | None:
     """Held-out row of the separately trained run in ``folder`` at the rule its fold twin picks on
-    validation, with the twin's validation objective there."""
+    validation, with the twin's validation objective there; None unless both runs are there."""
     from uprm.model import build_model
 
+    if not ((folder / "config.json").is_file() and (fold_dir(folder) / "config.json").is_file()):
+        return None
     rule, at_rule = tuned_rule(fold_dir(folder), val, ev_val)
     return {**detection_row(build_model(str(folder)), test, ev_test, rule),
             "validation_objective": bs.objective(at_rule)}
@@ -181,16 +183,14 @@ def main() -> int:
     warm_dir = seed_run_dir(runs, chosen, 0) if chosen else runs / "warmup"
     for name, folder in (("full (warm-up only)", warm_dir),
                          ("w/o PTR (trained, warm-up only)", runs / "warmup_no_ptr")):
-        if (folder / "config.json").is_file() and (fold_dir(folder) / "config.json").is_file():
-            rows[name] = twin_ruled_row(folder, val, ev_val, test, ev_test)
-            rows[name]["how"] = (f"separately trained model {folder.name} (threat-only warm-up, same recipe"
+        if (row := twin_ruled_row(folder, val, ev_val, test, ev_test)) is not None:
+            rows[name] = row
+            row["how"] = (f"separately trained model {folder.name} (threat-only warm-up, same recipe"
                                  f"{', + no_ptr' if 'no_ptr' in folder.name else ''}), no instruction phase; rule "
                                  "from its fold twin")
     seeds = {0: rows.get("full (warm-up only)")} if chosen else {}
     for seed in SPREAD_SEEDS if chosen else ():
-        folder = seed_run_dir(runs, chosen, seed)
-        if (folder / "config.json").is_file() and (fold_dir(folder) / "config.json").is_file():
-            seeds[seed] = twin_ruled_row(folder, val, ev_val, test, ev_test)
+        seeds[seed] = twin_ruled_row(seed_run_dir(runs, chosen, seed), val, ev_val, test, ev_test)
     seeds = {k: v for k, v in seeds.items() if v}
     if len(seeds) > 1:
         metrics = {"auc": lambda r: r["auc"], "fnr": lambda r: r["fnr"], "map_0.5": lambda r: r["map"]["0.5"],

@@ -370,20 +370,21 @@ def run_key(what: Sequence[str], inputs: Sequence[str | Path] = (), init: str | 
     if init is not None and Path(init).is_dir():
         files += sorted(Path(init).glob("*.safetensors"))
     elif init is not None:
-        h.update(json.dumps(_preset_config(str(init)), sort_keys=True).encode())
+        h.update(json.dumps(preset_config(str(init)), sort_keys=True).encode())
     for f in files:
         h.update(f.name.encode())
         h.update(f.read_bytes() if f.is_file() else b"absent")
     return h.hexdigest()
 
 
-def _preset_config(name: str) -> dict | None:
-    """The config a random start named ``name`` is built from ("small-untrained", "tiny", ...), or None."""
+def preset_config(name: str, **overrides) -> dict | None:
+    """The config a random start named ``name`` ("small-untrained", "tiny", ...) is built from, with
+    ``overrides`` (e.g. seed), as a dict; None when ``name`` is no preset."""
     from uprm.model import UPRMConfig
     from uprm.model.io import PRESETS, UNTRAINED_SMALL
 
     preset = "small" if name == UNTRAINED_SMALL else name
-    return getattr(UPRMConfig, preset)().to_dict() if preset in PRESETS else None
+    return getattr(UPRMConfig, preset)(**overrides).to_dict() if preset in PRESETS else None
 
 
 def finished_run(out_dir: str | Path, argv: list[str], key: str | None = None) -> TrainRun | None:
