@@ -248,7 +248,7 @@ def main() -> int:
         say(f"fold warm-up {epochs} epochs: validation objective {bs.objective(w_row):.4f} at {w_rule}")
     warm_epochs = max(selection, key=lambda r: (r["objective"], -r["epochs"]))["epochs"]  # ties: the shorter run
     report["warmup_selection"] = {"candidates": selection, "chosen_epochs": warm_epochs,
-                                  "by": "the fold twins' validation (F2 + avg mAP) / 2, each at its own tuned rule"}
+                                  "by": f"the fold twins' validation {bs.OBJECTIVE}, each at its own tuned rule"}
     threat_recipe = bs.TrainRecipe(**{**vars(THREAT_RECIPE), "epochs": warm_epochs})
     report["threat_recipe"] = vars(threat_recipe)
     warm = train_twins(threat_recipe, data, fold_data, seed_run_dir(runs, warm_epochs, 0), val, ev_val, args,
@@ -262,7 +262,7 @@ def main() -> int:
     report["fold_default_run"] = {"argv": default.fold.argv, "elapsed_s": round(default.fold.elapsed_s, 1)}
     rule = default.rule
     report["decision_rule"] = {"rule": vars(rule), "tuned_on": "validation set, by the fold twin", "grid": RULE_GRID,
-                               "objective": "(F2 + avg mAP) / 2", "validation_at_rule": default.at_rule}
+                               "objective": bs.OBJECTIVE, "validation_at_rule": default.at_rule}
     say(f"decision rule {rule} (the fold twin on validation: {json.dumps(default.at_rule)})")
     report["default_files"] = bs.ship_checkpoint(default.run.out_dir, DEFAULT_OUT, bs.CHECKPOINT_VERSION,
                                                  config_overrides=rule.config_fields())

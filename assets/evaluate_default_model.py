@@ -99,7 +99,8 @@ def operating_points(test, held, normal, rule: bs.DecisionRule) -> list[dict]:
         r = bs.DecisionRule(t, rule.min_segment_s, rule.merge_gap_s)
         d, fa = bs.detection_scores(test, held, r), bs.false_alarms(normal, r)
         rows.append({"threshold": t, "fnr": d["fnr"], "f2": d["f2"], "map_0.5": d["map"]["0.5"],
-                     "map_avg": d["map_avg"], "false_alarms_per_10_min": fa["per_10_min"],
+                     "map_avg": d["map_avg"], "threat_free_flagged": d["threat_free_flagged"],
+                     "threat_free_clips": d["threat_free_clips"], "false_alarms_per_10_min": fa["per_10_min"],
                      "flagged_fraction": fa["flagged_fraction"]})
     return rows
 
@@ -142,7 +143,7 @@ def main() -> int:
     twin = build_model(str(twin_dir))
     val_scored = score_set(twin, val, ev_val)
     results["decision_rule"] = {"rule": vars(rule), "tuned_on": "validation set, by the fold twin (in the build)",
-                                "objective": "(F2 + avg mAP) / 2", "validation": bs.detection_scores(val, val_scored, rule)}
+                                "objective": bs.OBJECTIVE, "validation": bs.detection_scores(val, val_scored, rule)}
     say(f"decision rule {rule}")
 
     held = score_set(model, test, ev_test)
@@ -194,7 +195,8 @@ def main() -> int:
     seeds = {k: v for k, v in seeds.items() if v}
     if len(seeds) > 1:
         metrics = {"auc": lambda r: r["auc"], "fnr": lambda r: r["fnr"], "map_0.5": lambda r: r["map"]["0.5"],
-                   "map_avg": lambda r: r["map_avg"], "validation_objective": lambda r: r["validation_objective"]}
+                   "map_avg": lambda r: r["map_avg"], "threat_free_flagged": lambda r: r["threat_free_flagged"],
+                   "validation_objective": lambda r: r["validation_objective"]}
         results["seed_spread"] = {
             "what": f"the warm-up-only model ({chosen} epochs) from random starts {sorted(seeds)}, each at its "
                     "fold twin's rule", "seeds": sorted(seeds),
@@ -303,7 +305,7 @@ def write_card_section(r: dict) -> None:
                   + ".", ""]
         sel = b.get("warmup_selection") or {}
         if sel.get("candidates"):
-            lines += ["**Warm-up length**, picked by the fold twins on the validation set ((F2 + avg mAP) / 2, "
+            lines += [f"**Warm-up length**, picked by the fold twins on the validation set ({bs.OBJECTIVE}, "
                       "each at its own tuned rule): " + "; ".join(f"{c['epochs']} epochs {c['objective']:.3f}" for c in sel["candidates"])
                       + f" -> {sel['chosen_epochs']} epochs.", ""]
     dr = r["decision_rule"]
@@ -313,7 +315,8 @@ def write_card_section(r: dict) -> None:
               f"Tuned on the validation set only, with the fold twin: the same recipe trained without the "
               f"validation footage, so the rule is picked where the model is as unsure as on new footage "
               f"({dr['objective']}; the twin there: FNR {pct(dv['fnr'])} %, mAP@0.5 "
-              f"{pct(dv['map']['0.5'])}, avg mAP {pct(dv['map_avg'])}). The checkpoint's config carries it "
+              f"{pct(dv['map']['0.5'])}, avg mAP {pct(dv['map_avg'])}, alarms on {dv['threat_free_flagged']} of "
+              f"its {dv['threat_free_clips']} threat-free clips). The checkpoint's config carries it "
               "(threat_threshold, threat_min_segment_s, threat_merge_gap_s), so analyses apply it unless told otherwise.", ""]
     lines += ["**Held-out composed clips** (class-agnostic; CUVA tIoU thresholds; the paper's table layout):", "",
               "| FNR % | F2 % | mAP@0.1 | mAP@0.3 | mAP@0.5 | avg | SB cosine | ROUGE-L | BLEU |",
@@ -325,7 +328,9 @@ def write_card_section(r: dict) -> None:
               f"{pct(h['recall'])} %. Causes: {t.get('n_pairs', 0)} GT threats, each paired with the cause the analysis "
               "writes for the predicted segment overlapping it most (none = empty text, scoring 0).", "",
               "Held-out events some predicted segment overlaps at tIoU >= 0.5, by kind: "
-              + ", ".join(f"{k} {hit}/{n}" for k, (hit, n) in h["hits_at_0.5_by_kind"].items()) + ".", "",
+              + ", ".join(f"{k} {hit}/{n}" for k, (hit, n) in h["hits_at_0.5_by_kind"].items()) + ". "
+              f"Threat-free held-out clips (some with pasted harmless walkers) that raise an alarm: "
+              f"{h['threat_free_flagged']} of {h['threat_free_clips']}.", "",
               *localisation_lines(h.get("localisation")),
               f"Targets of the issue: mAP@0.5 >= 60: {met(h['map']['0.5'] >= 0.6)}; FNR <= 20 %: "
               f"{met(not math.isnan(h['fnr']) and h['fnr'] <= 0.2)}; <= 1 false alarm per 10 min on real normal footage: "
@@ -369,11 +374,12 @@ def write_card_section(r: dict) -> None:
                   "can score differently from vtest.avi's."]
     lines += ["", "**Operating points**: the same model and segment rule at other thresholds "
               "(`python -m uprm analyze --threshold T`), held-out composed clips against real normal footage:", "",
-              "| threshold | FNR % | F2 % | mAP@0.5 | avg mAP | false alarms / 10 min | footage flagged % |",
-              "|---|---|---|---|---|---|---|"]
+              "| threshold | FNR % | F2 % | mAP@0.5 | avg mAP | threat-free clips flagged | false alarms / 10 min "
+              "| footage flagged % |", "|---|---|---|---|---|---|---|---|"]
     for o in r["operating_points"]:
         lines.append(f"| {o['threshold']:.2f} | {pct(o['fnr'])} | {pct(o['f2'])} | {pct(o['map_0.5'])} | "
-                     f"{pct(o['map_avg'])} | {o['false_alarms_per_10_min']:.1f} | {pct(o['flagged_fraction'])} |")
+                     f"{pct(o['map_avg'])} | {o['threat_free_flagged']} of {o['threat_free_clips']} | "
+                     f"{o['false_alarms_per_10_min']:.1f} | {pct(o['flagged_fraction'])} |")
     lines += ["", "**Ablations** (held-out composed clips; the full row uses the shipped rule, the others re-tune "
               "it on the validation set with the fold twin under the same switch):", "",
               "| row | how | FNR % | F2 % | mAP@0.1 | mAP@0.3 | mAP@0.5 | avg | AUC | R_hpe | R_ore | R_vbe | 1-G |",
@@ -390,7 +396,8 @@ def write_card_section(r: dict) -> None:
             return f"{fmt(rg[key][0])}-{fmt(rg[key][1])}"
 
         lines += ["", f"**Seed spread**: {sp['what']}. Held-out AUC {span('auc', num)}, FNR {span('fnr')} %, "
-                  f"mAP@0.5 {span('map_0.5')}, avg mAP {span('map_avg')}; the twins' validation objective "
+                  f"mAP@0.5 {span('map_0.5')}, avg mAP {span('map_avg')}, threat-free clips flagged "
+                  f"{span('threat_free_flagged', lambda x: f'{x:d}')}; the twins' validation objective "
                   f"{span('validation_objective', num)}. The same recipe moves this far with the seed alone: a "
                   "difference between rows above that is smaller is not evidence."]
     if r["alpha_variants"]:

@@ -61,6 +61,25 @@ def test_detection_scores_threshold_tuning_and_false_alarms(tmp_path):
     assert perfect["hits_at_0.5_by_kind"] == {"fall": [1, 1]}
 
 
+def test_objective_charges_alarms_on_threat_free_clips(tmp_path):
+    composed = _set(tmp_path, [((2.0, 6.0),), (), ()])
+    # v0: a threat at 2-6 s, sure for 3 s and weak (0.5) for its last second; v1: a harmless bump at 0.55
+    p0 = [0.1] * 4 + [0.9] * 6 + [0.5] * 2 + [0.1] * 8
+    p1 = [0.1] * 8 + [0.55] * 4 + [0.1] * 8
+    scored = [_scored("v0", p0), _scored("v1", p1), _scored("v2", [0.1] * 20)]
+    low, high = (bs.detection_scores(composed, scored, t) for t in (0.45, 0.6))
+    assert (low["threat_free_clips"], low["threat_free_flagged"], low["silent_share"]) == (2, 1, 0.5)
+    assert (high["threat_free_flagged"], high["silent_share"]) == (0, 1.0)
+    # F2 and mAP alone prefer the low threshold (the harmless alarm ranks below the true one) ...
+    assert (low["f2"] + low["map_avg"]) / 2 > (high["f2"] + high["map_avg"]) / 2
+    # ... the silent share makes the quiet clip's alarm cost what the last second of the threat does
+    assert bs.objective(high) == pytest.approx((high["f2"] + high["map_avg"] + 1.0) / 3)
+    assert bs.tune_threshold(composed, scored, candidates=(0.45, 0.6))[0] == 0.6
+    only_threats = bs.detection_scores(_set(tmp_path, [((2.0, 6.0),)]), scored[:1], 0.45)
+    assert only_threats["threat_free_clips"] == 0 and np.isnan(only_threats["silent_share"])
+    assert bs.objective(only_threats) == pytest.approx((only_threats["f2"] + only_threats["map_avg"]) / 3)
+
+
 def test_tune_rule_picks_merge_gap_and_minimum_segment(tmp_path):
     composed = _set(tmp_path, [((2.0, 6.0),), ()])
     # v0: one 4 s threat whose score dips for 1 s in the middle; v1: a 1 s harmless blip

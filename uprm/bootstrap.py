@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 THREATS_PER_CLIP_P = (0.25, 0.45, 0.30)  # P(0), P(1), P(2) threat events per composed clip
-CHECKPOINT_VERSION = "uprm-small-bootstrap-v5"
+CHECKPOINT_VERSION = "uprm-small-bootstrap-v6"
 Say = Callable[[str], None]
 
 
@@ -602,8 +602,9 @@ def gt_segments(composed: ComposedSet):
 
 def detection_scores(composed: ComposedSet, scored: Sequence[Scored], rule: DecisionRule | float,
                      fps: float = 10.0) -> dict:
-    """Frame FNR / F2, class-agnostic mAP at tIoU 0.1/0.3/0.5 (fractions) and, per event kind, how many
-    GT events some prediction overlaps at tIoU >= 0.5, under one decision rule."""
+    """Frame FNR / F2, class-agnostic mAP at tIoU 0.1/0.3/0.5 (fractions), per event kind how many GT events
+    some prediction overlaps at tIoU >= 0.5, and how many of the threat-free clips raise an alarm at all
+    (``silent_share``: the share that do not; NaN without threat-free clips), under one decision rule."""
     from uprm.metrics import frame_level, temporal_map
     from uprm.segments import tiou
 
@@ -620,10 +621,15 @@ def detection_scores(composed: ComposedSet, scored: Sequence[Scored], rule: Deci
         hit = by_kind.setdefault(g.label, [0, 0])
         hit[0] += best >= 0.5
         hit[1] += 1
+    alarmed = {p.video_id for p in pred}
+    free = [c.video_id for c in composed.clips if not c.segments_s and c.video_id in {s.video_id for s in scored}]
+    flagged = sum(v in alarmed for v in free)
     return {"threshold": rule.threshold, "rule": asdict(rule), "fnr": fl.fnr, "f2": fl.f2,
             "precision": fl.precision, "recall": fl.recall,
             "map": {f"{t:g}": dm.map_at[t] for t in CUVA_TIOUS}, "map_avg": dm.average_map,
-            "n_gt": dm.n_gt, "n_pred": dm.n_pred, "hits_at_0.5_by_kind": dict(sorted(by_kind.items()))}
+            "n_gt": dm.n_gt, "n_pred": dm.n_pred, "hits_at_0.5_by_kind": dict(sorted(by_kind.items())),
+            "threat_free_clips": len(free), "threat_free_flagged": flagged,
+            "silent_share": 1.0 - flagged / len(free) if free else float("nan")}
 
 
 def localisation(composed: ComposedSet, scored: Sequence[Scored], rule: DecisionRule | float) -> dict:
@@ -704,19 +710,24 @@ def ranking_scores(composed: ComposedSet, scored: Sequence[Scored]) -> dict:
 THRESHOLDS = tuple(float(t) for t in np.round(np.arange(0.2, 0.91, 0.05), 2))
 
 
+OBJECTIVE = "(F2 + avg mAP + share of threat-free clips left silent) / 3"
+
+
 def objective(row: dict) -> float:
-    """What rules and warm-up lengths are chosen by: (frame F2 + average mAP) / 2 of a ``detection_scores``
-    row (NaN counts as 0)."""
-    f2 = 0.0 if np.isnan(row["f2"]) else row["f2"]
-    m = 0.0 if np.isnan(row["map_avg"]) else row["map_avg"]
-    return 0.5 * (f2 + m)
+    """What rules and warm-up lengths are chosen by (``OBJECTIVE``), from a ``detection_scores`` row; NaN
+    counts as 0. One term per target of the default model: F2 for missed threats, average mAP for bounds,
+    the silent share for false alarms. Without the third, (F2 + avg mAP) / 2 picked rules at which the fold
+    twin flagged 21 of the 22 threat-free validation clips: an alarm on a quiet clip costs F2 and mAP almost
+    nothing when the threat clips' alarms score higher."""
+    terms = (row["f2"], row["map_avg"], row["silent_share"])
+    return sum(0.0 if np.isnan(x) else float(x) for x in terms) / 3.0
 
 
 def tune_rule(composed: ComposedSet, scored: Sequence[Scored], thresholds: Sequence[float] = THRESHOLDS,
               min_segments_s: Sequence[float] = (1.0,), merge_gaps_s: Sequence[float] = (1.0,)
               ) -> tuple[DecisionRule, list]:
-    """The decision rule that maximises (F2 + average mAP) / 2 on ``composed`` (a training or validation
-    set: never call this with held-out data). Ties go to the higher threshold (fewer false alarms), then
+    """The decision rule that maximises ``objective`` on ``composed`` (a training or validation set: never
+    call this with held-out data). Ties go to the higher threshold (fewer false alarms), then
     to the longer minimum segment and the larger merge gap (fewer, longer segments)."""
     rules = [DecisionRule(float(t), float(m), float(g)) for t in thresholds for m in min_segments_s
              for g in merge_gaps_s]
