@@ -26,6 +26,7 @@ def test_defaults_follow_the_paper_and_the_perception_sizes():
     (dict(dropout=1.0), "dropout"),
     (dict(alpha=-0.1), ">= 0"),
     (dict(time_dim=7), "even"),
+    (dict(hpe_frame_position="false"), "hpe_frame_position"),
     (dict(lm={"kind": "smollm2", "lora_dropout": 1.5}), "lora_dropout"),
 ])
 def test_invalid_values_raise_a_config_error_naming_the_field(bad, match):

@@ -175,3 +175,20 @@ def test_hpe_window_is_local_in_time_and_blind_to_absolute_time():
     # two attentions of +-1 s each: steps up to 1.5 s reach poses up to 3.5 s at most
     torch.testing.assert_close(changed[:, :4], out[:, :4])
     assert not torch.allclose(changed[:, 7], out[:, 7])
+
+
+@torch.no_grad()
+def test_hpe_without_frame_position_sees_the_body_shape_not_where_it_stands():
+    cfg = UPRMConfig.tiny(max_persons=3, max_entities=4, hpe_frame_position=False)
+    hpe = HumanPoseExpert(cfg).eval()
+    x = random_expert_inputs(cfg, batch_size=1, num_steps=6, seed=5)
+    out = hpe_out(hpe, x)
+    moved = x.pose.clone()
+    moved[..., 0] = moved[..., 0] * 0.5 + 0.3  # every person shifted and shrunk: same shape elsewhere
+    moved[..., 1] = moved[..., 1] * 0.5 + 0.1
+    torch.testing.assert_close(hpe_out(hpe, x, pose=moved), out)
+    bent = x.pose.clone()
+    bent[:, :, :, 9:11, 1] += 0.3  # the wrists drop: another shape
+    assert not torch.allclose(hpe_out(hpe, x, pose=bent), out)
+    with_position = HumanPoseExpert(UPRMConfig.tiny(max_persons=3, max_entities=4)).eval()
+    assert not torch.allclose(hpe_out(with_position, x, pose=moved), hpe_out(with_position, x))

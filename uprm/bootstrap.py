@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 THREATS_PER_CLIP_P = (0.25, 0.45, 0.30)  # P(0), P(1), P(2) threat events per composed clip
-CHECKPOINT_VERSION = "uprm-small-bootstrap-v6"
+CHECKPOINT_VERSION = "uprm-small-bootstrap-v7"
 Say = Callable[[str], None]
 
 

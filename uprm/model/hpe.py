@@ -65,7 +65,8 @@ class HumanPoseExpert(nn.Module):
         p, d = config.hpe_joint_dim, config.d_model
         self.num_heads = config.num_heads
         self.register_buffer("adjacency", skeleton_adjacency(), persistent=False)
-        self.joint_in = nn.Linear(JOINT_FEATURES, p)
+        self.frame_position = bool(config.hpe_frame_position)
+        self.joint_in = nn.Linear(JOINT_FEATURES - (0 if self.frame_position else 2), p)
         self.joint_embed = nn.Parameter(torch.randn(NUM_JOINTS, p) * 0.02)  # which joint this node is
         self.graph = nn.ModuleList(PoseGraphAttention(p) for _ in range(config.hpe_graph_layers))
         self.person_out = nn.Linear(2 * p, d)  # [mean, max] over joints
@@ -92,7 +93,7 @@ class HumanPoseExpert(nn.Module):
         b, t, n_p, j, _ = pose.shape
         x = pose.reshape(b * t * n_p, j, 3)  # (N, J, 3), N = B*T*P
         joint_valid = x[..., 2] > 0  # (N, J)
-        g = self.joint_in(_joint_features(x, joint_valid)) + self.joint_embed  # (N, J, p)
+        g = self.joint_in(_joint_features(x, joint_valid, self.frame_position)) + self.joint_embed  # (N, J, p)
         for layer in self.graph:
             g = layer(g, self.adjacency, joint_valid)
         mean, mx = masked_mean_max(g, joint_valid, dim=1)  # (N, p) each
@@ -133,8 +134,9 @@ class HumanPoseExpert(nn.Module):
         return out * step_mask.unsqueeze(-1)
 
 
-def _joint_features(x: torch.Tensor, joint_valid: torch.Tensor) -> torch.Tensor:
-    """(N, J, 3) x, y, score -> (N, J, 5) adding x, y relative to the person's joint centre and extent.
+def _joint_features(x: torch.Tensor, joint_valid: torch.Tensor, frame_position: bool = True) -> torch.Tensor:
+    """(N, J, 3) x, y, score -> (N, J, 5) adding x, y relative to the person's joint centre and extent
+    (without ``frame_position``: (N, J, 3), score and the relative x, y only).
 
     Frame-normalised coordinates say where a person is; relative ones say what shape the body has,
     whatever its distance to the camera.
@@ -148,4 +150,4 @@ def _joint_features(x: torch.Tensor, joint_valid: torch.Tensor) -> torch.Tensor:
     hi = xy.masked_fill(~joint_valid.unsqueeze(-1), -big).amax(dim=1, keepdim=True)
     extent = (hi - lo).amax(dim=-1, keepdim=True).clamp(min=1e-3)  # (N, 1, 1)
     rel = torch.where(joint_valid.unsqueeze(-1), (xy - centre) / extent, torch.zeros_like(xy))
-    return torch.cat([xy, x[..., 2:3], rel], dim=-1)
+    return torch.cat([xy, x[..., 2:3], rel] if frame_position else [x[..., 2:3], rel], dim=-1)
