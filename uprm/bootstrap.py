@@ -621,8 +621,8 @@ def detection_scores(composed: ComposedSet, scored: Sequence[Scored], rule: Deci
         hit = by_kind.setdefault(g.label, [0, 0])
         hit[0] += best >= 0.5
         hit[1] += 1
-    alarmed = {p.video_id for p in pred}
-    free = [c.video_id for c in composed.clips if not c.segments_s and c.video_id in {s.video_id for s in scored}]
+    alarmed, seen = {p.video_id for p in pred}, {s.video_id for s in scored}
+    free = [c.video_id for c in composed.clips if not c.segments_s and c.video_id in seen]
     flagged = sum(v in alarmed for v in free)
     return {"threshold": rule.threshold, "rule": asdict(rule), "fnr": fl.fnr, "f2": fl.f2,
             "precision": fl.precision, "recall": fl.recall,
