@@ -35,15 +35,15 @@ second run only retrains):
     b. INSTRUCTIONS (RECIPE): ``python -m uprm train --stage 2 --init <warm-up> --data instructions.json``,
        one epoch as in the paper: LoRA, projector, experts, router and threat head together on
        L = L_ce + alpha L_z + threat BCE, the last three at a tenth of the rate (``--fusion-lr``);
-    the fold twin's decision rule (threshold, minimum segment, merge gap; RULE_GRID) is tuned on the
-    validation set and shipped with the model to assets/uprm-small in float16 (config.json, which
-    records the rule, + uprm.safetensors + lora_adapter/);
+    the fold twin's decision rule (threshold, minimum segment, merge gap, hysteresis level; RULE_GRID) is
+    tuned on the validation set and shipped with the model to assets/uprm-small in float16 (config.json,
+    which records the rule, + uprm.safetensors + lora_adapter/);
  5. the paper's w/o-PTR row: phase a with ``no_ptr`` (plain softmax over four experts, no L_z), and its
     fold twin, kept under the work folder (not shipped); the evaluation compares it with the full
     model's phase a;
- 6. the seed spread: phase a again from the random starts SPREAD_SEEDS (model and data order), with
-    fold twins, kept under the work folder (not shipped); the evaluation reports how far the held-out
-    figures move with the seed alone;
+ 6. the seed spread: phase a, and the w/o-PTR phase a, again from the random starts SPREAD_SEEDS (model
+    and data order), with fold twins, kept under the work folder (not shipped); the evaluation reports how
+    far the held-out figures move with the seed alone, and PTR's effect seed by seed;
  7. alpha variants, for the studio's teaching view: phase a again from the same random start, once per
     alpha in ALPHAS (L = threat BCE + alpha L_z; nothing else differs), so the gate balance shows what
     alpha does (VARIANT_EPOCHS of warm-up each; fine-tuned from the default instead, they all stayed near
@@ -116,7 +116,8 @@ def say(msg: str) -> None:
 
 
 # the decision rule (uprm.analysis) is tuned on the validation set over this grid, then shipped in the config
-RULE_GRID = dict(thresholds=bs.THRESHOLDS, min_segments_s=(1.0, 2.0, 3.0), merge_gaps_s=(0.0, 1.0, 2.0, 3.0))
+RULE_GRID = dict(thresholds=bs.THRESHOLDS, min_segments_s=(1.0, 2.0, 3.0), merge_gaps_s=(0.0, 1.0, 2.0, 3.0),
+                 keep_thresholds=(None, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8))
 
 
 @dataclass
@@ -151,6 +152,11 @@ def load_sets(work: Path) -> Sets:
 def seed_run_dir(runs: Path, epochs: int, seed: int) -> Path:
     """The warm-up run of ``epochs`` epochs trained from random start ``seed`` (0: the default's own)."""
     return runs / (f"warmup_e{epochs}" + (f"_seed{seed}" if seed else ""))
+
+
+def no_ptr_run_dir(runs: Path, seed: int) -> Path:
+    """The w/o-PTR warm-up trained from random start ``seed`` (0: the same start as the default's)."""
+    return runs / ("warmup_no_ptr" + (f"_seed{seed}" if seed else ""))
 
 
 def seed_init(work: Path, seed: int) -> Path:
@@ -268,22 +274,27 @@ def main() -> int:
                                                  config_overrides=rule.config_fields())
     say(f"shipped {DEFAULT_OUT}: {report['default_files']}")
 
+    no_ptr_recipe = bs.TrainRecipe(**{**vars(threat_recipe), "ablation": DEFAULT_ABLATION + ("no_ptr",)})
     if not args.skip_no_ptr:
-        nr = train_twins(bs.TrainRecipe(**{**vars(threat_recipe), "ablation": DEFAULT_ABLATION + ("no_ptr",)}),
-                         data, fold_data, runs / "warmup_no_ptr", val, ev_val, args)
+        nr = train_twins(no_ptr_recipe, data, fold_data, no_ptr_run_dir(runs, 0), val, ev_val, args)
         report["no_ptr_run"] = {"what": nr.run.argv, "elapsed_s": round(nr.run.elapsed_s, 1), "loss": nr.run.log,
                                 "decision_rule": vars(nr.rule)}
 
     if not args.skip_seed_spread:
+        # the full warm-up, and w/o PTR, from the same random starts: PTR's effect weighed against the seed's
         report["seed_spread"] = {}
+        arms = [("", threat_recipe, lambda seed: seed_run_dir(runs, warm_epochs, seed))]
+        arms += [] if args.skip_no_ptr else [("no_ptr_", no_ptr_recipe, lambda seed: no_ptr_run_dir(runs, seed))]
         for seed in SPREAD_SEEDS:
             init = seed_init(work, seed)
-            sr = train_twins(bs.TrainRecipe(**{**vars(threat_recipe), "seed": seed}), data, fold_data,
-                             seed_run_dir(runs, warm_epochs, seed), val, ev_val, args, init=init, fold_init=init)
-            report["seed_spread"][f"seed{seed}"] = {"what": sr.run.argv, "elapsed_s": round(sr.run.elapsed_s, 1),
-                                                    "decision_rule": vars(sr.rule),
-                                                    "validation_objective": round(bs.objective(sr.at_rule), 4)}
-            say(f"seed {seed}: the fold twin's validation objective {bs.objective(sr.at_rule):.4f} at {sr.rule}")
+            for prefix, recipe, run_dir in arms:
+                sr = train_twins(bs.TrainRecipe(**{**vars(recipe), "seed": seed}), data, fold_data, run_dir(seed),
+                                 val, ev_val, args, init=init, fold_init=init)
+                report["seed_spread"][f"{prefix}seed{seed}"] = {
+                    "what": sr.run.argv, "elapsed_s": round(sr.run.elapsed_s, 1), "decision_rule": vars(sr.rule),
+                    "validation_objective": round(bs.objective(sr.at_rule), 4)}
+                say(f"{prefix}seed {seed}: the fold twin's validation objective {bs.objective(sr.at_rule):.4f} "
+                    f"at {sr.rule}")
 
     if not args.skip_variants:
         import shutil

@@ -4,7 +4,7 @@
     python assets/evaluate_default_model.py   # writes assets/default_model_eval.json and the card's results
 
 What it measures (all with the weights as shipped, float16 on disk):
- - the decision rule (threshold, minimum segment, merge gap) the checkpoint ships with, which the build
+ - the decision rule (threshold, minimum segment, merge gap, hysteresis level) the checkpoint ships with, which the build
    tuned on the VALIDATION set (vtest.avi 64.5-79.5 s, other seeds, plus chats) with the model's FOLD
    twin (same recipe, trained without that window), and the twin's scores there;
  - held-out composed clips (other footage, other seeds): frame-level FNR and F2, class-agnostic mAP at
@@ -17,8 +17,9 @@ What it measures (all with the weights as shipped, float16 on disk):
    (decision rule re-tuned per row on the validation set by the fold twin with the same switch); w/o PTR
    as a SEPARATELY TRAINED model (the threat-only warm-up with no_ptr), compared with the full model's
    own warm-up (same recipe), each with the rule its own fold twin picked;
- - the seed spread: that warm-up retrained from other random starts (the build's SPREAD_SEEDS), each at
-   its twin's rule, so a difference between rows can be weighed against what the seed alone moves;
+ - the seed spread: that warm-up, and the w/o-PTR one, retrained from other random starts (the build's
+   SPREAD_SEEDS), each at its twin's rule, so a difference between rows can be weighed against what the
+   seed alone moves, and PTR's effect is read seed by seed (same start, with and without);
  - where predicted bounds miss the held-out events (start and end errors, events reported together);
  - the gate balance (mean R per expert and coarse share 1 - G on the held-out set) of the default and
    of each alpha variant in assets/alpha_variants/;
@@ -34,6 +35,7 @@ import math
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import av  # noqa: F401  (before anything that may import decord)
@@ -42,7 +44,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from build_default_model import (  # noqa: E402  (the build's sets, windows and rule tuning, re-run per ablation row)
-    FOLD_WINDOWS, SPREAD_SEEDS, TRAIN_WINDOWS, VAL_WINDOWS, fold_dir, load_sets, seed_run_dir, tuned_rule,
+    FOLD_WINDOWS, SPREAD_SEEDS, TRAIN_WINDOWS, VAL_WINDOWS, fold_dir, load_sets, no_ptr_run_dir, seed_run_dir,
+    tuned_rule,
 )
 from uprm import bootstrap as bs  # noqa: E402
 
@@ -93,10 +96,27 @@ def detection_row(model, test, ev_test, rule: bs.DecisionRule, ablation=()) -> d
 OPERATING_THRESHOLDS = (0.25, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 
 
+SPREAD_METRICS = {"auc": lambda r: r["auc"], "fnr": lambda r: r["fnr"], "map_0.5": lambda r: r["map"]["0.5"],
+                  "map_avg": lambda r: r["map_avg"], "threat_free_flagged": lambda r: r["threat_free_flagged"],
+                  "validation_objective": lambda r: r["validation_objective"],
+                  **{g: (lambda r, g=g: r["gates"][g]) for g in ("R_hpe", "R_ore", "coarse_share")}}
+
+
+def seed_spread(seeds: dict[int, dict]) -> dict:
+    """Held-out figures of the runs ``seeds`` (seed -> twin_ruled_row), per seed and their range; {} under two."""
+    if len(seeds) < 2:
+        return {}
+    return {"seeds": sorted(seeds),
+            "runs": {f"seed{k}": {m: f(v) for m, f in SPREAD_METRICS.items()} | {"rule": v["rule"]}
+                     for k, v in seeds.items()},
+            "range": {m: [min(f(v) for v in seeds.values()), max(f(v) for v in seeds.values())]
+                      for m, f in SPREAD_METRICS.items()}}
+
+
 def operating_points(test, held, normal, rule: bs.DecisionRule) -> list[dict]:
     rows = []
     for t in OPERATING_THRESHOLDS:
-        r = bs.DecisionRule(t, rule.min_segment_s, rule.merge_gap_s)
+        r = replace(rule, threshold=t)  # the hysteresis level, too, as analyses keep it (only below t)
         d, fa = bs.detection_scores(test, held, r), bs.false_alarms(normal, r)
         rows.append({"threshold": t, "fnr": d["fnr"], "f2": d["f2"], "map_0.5": d["map"]["0.5"],
                      "map_avg": d["map_avg"], "threat_free_flagged": d["threat_free_flagged"],
@@ -183,26 +203,21 @@ def main() -> int:
     chosen = (build.get("warmup_selection") or {}).get("chosen_epochs")
     warm_dir = seed_run_dir(runs, chosen, 0) if chosen else runs / "warmup"
     for name, folder in (("full (warm-up only)", warm_dir),
-                         ("w/o PTR (trained, warm-up only)", runs / "warmup_no_ptr")):
+                         ("w/o PTR (trained, warm-up only)", no_ptr_run_dir(runs, 0))):
         if (row := twin_ruled_row(folder, val, ev_val, test, ev_test)) is not None:
             rows[name] = row
             row["how"] = (f"separately trained model {folder.name} (threat-only warm-up, same recipe"
                                  f"{', + no_ptr' if 'no_ptr' in folder.name else ''}), no instruction phase; rule "
                                  "from its fold twin")
-    seeds = {0: rows.get("full (warm-up only)")} if chosen else {}
-    for seed in SPREAD_SEEDS if chosen else ():
-        seeds[seed] = twin_ruled_row(seed_run_dir(runs, chosen, seed), val, ev_val, test, ev_test)
-    seeds = {k: v for k, v in seeds.items() if v}
-    if len(seeds) > 1:
-        metrics = {"auc": lambda r: r["auc"], "fnr": lambda r: r["fnr"], "map_0.5": lambda r: r["map"]["0.5"],
-                   "map_avg": lambda r: r["map_avg"], "threat_free_flagged": lambda r: r["threat_free_flagged"],
-                   "validation_objective": lambda r: r["validation_objective"]}
-        results["seed_spread"] = {
-            "what": f"the warm-up-only model ({chosen} epochs) from random starts {sorted(seeds)}, each at its "
-                    "fold twin's rule", "seeds": sorted(seeds),
-            "runs": {f"seed{k}": {m: f(v) for m, f in metrics.items()} | {"rule": v["rule"]} for k, v in seeds.items()},
-            "range": {m: [min(f(v) for v in seeds.values()), max(f(v) for v in seeds.values())]
-                      for m, f in metrics.items()}}
+    arms = {"full": (rows.get("full (warm-up only)"), lambda seed: seed_run_dir(runs, chosen, seed)),
+            "no_ptr": (rows.get("w/o PTR (trained, warm-up only)"), lambda seed: no_ptr_run_dir(runs, seed))}
+    for arm, (row0, run_dir) in arms.items() if chosen else ():
+        seeds = {0: row0} | {seed: twin_ruled_row(run_dir(seed), val, ev_val, test, ev_test) for seed in SPREAD_SEEDS}
+        if spread := seed_spread({k: v for k, v in seeds.items() if v}):
+            what = "the warm-up-only model" + (" trained w/o PTR" if arm == "no_ptr" else "")
+            results["seed_spread" + ("" if arm == "full" else f"_{arm}")] = {
+                "what": f"{what} ({chosen} epochs) from random starts {spread['seeds']}, each at its fold twin's rule",
+                **spread}
     results["ablations"] = rows
 
     variants = {}
@@ -311,13 +326,17 @@ def write_card_section(r: dict) -> None:
     dr = r["decision_rule"]
     ru, dv = dr["rule"], dr["validation"]
     lines += [f"**Decision rule** (how per-step probabilities become segments): threshold {ru['threshold']:.2f}, "
-              f"runs shorter than {ru['min_segment_s']:g} s dropped, runs closer than {ru['merge_gap_s']:g} s joined. "
+              f"runs shorter than {ru['min_segment_s']:g} s dropped, runs closer than {ru['merge_gap_s']:g} s joined"
+              + ("" if ru.get("keep_threshold") is None else
+                 f", then each run widened over the adjacent steps whose probability stays at or above "
+                 f"{ru['keep_threshold']:.2f} (hysteresis: the threshold decides where there is a threat, the "
+                 "lower level where it starts and ends)") + ". "
               f"Tuned on the validation set only, with the fold twin: the same recipe trained without the "
               f"validation footage, so the rule is picked where the model is as unsure as on new footage "
               f"({dr['objective']}; the twin there: FNR {pct(dv['fnr'])} %, mAP@0.5 "
               f"{pct(dv['map']['0.5'])}, avg mAP {pct(dv['map_avg'])}, alarms on {dv['threat_free_flagged']} of "
               f"its {dv['threat_free_clips']} threat-free clips). The checkpoint's config carries it "
-              "(threat_threshold, threat_min_segment_s, threat_merge_gap_s), so analyses apply it unless told otherwise.", ""]
+              "(threat_threshold, threat_min_segment_s, threat_merge_gap_s, threat_keep_threshold), so analyses apply it unless told otherwise.", ""]
     lines += ["**Held-out composed clips** (class-agnostic; CUVA tIoU thresholds; the paper's table layout):", "",
               "| FNR % | F2 % | mAP@0.1 | mAP@0.3 | mAP@0.5 | avg | SB cosine | ROUGE-L | BLEU |",
               "|---|---|---|---|---|---|---|---|---|",
@@ -373,7 +392,8 @@ def write_card_section(r: dict) -> None:
                   f"{v['max_prob']:.3f}. The re-encoding changes what the front-ends report, so the same 30 s "
                   "can score differently from vtest.avi's."]
     lines += ["", "**Operating points**: the same model and segment rule at other thresholds "
-              "(`python -m uprm analyze --threshold T`), held-out composed clips against real normal footage:", "",
+              "(`python -m uprm analyze --threshold T`; a hysteresis level applies where it lies below T), held-out "
+              "composed clips against real normal footage:", "",
               "| threshold | FNR % | F2 % | mAP@0.5 | avg mAP | threat-free clips flagged | false alarms / 10 min "
               "| footage flagged % |", "|---|---|---|---|---|---|---|---|"]
     for o in r["operating_points"]:
@@ -400,6 +420,21 @@ def write_card_section(r: dict) -> None:
                   f"{span('threat_free_flagged', lambda x: f'{x:d}')}; the twins' validation objective "
                   f"{span('validation_objective', num)}. The same recipe moves this far with the seed alone: a "
                   "difference between rows above that is smaller is not evidence."]
+    if r.get("seed_spread") and r.get("seed_spread_no_ptr"):
+        full, nop = r["seed_spread"]["runs"], r["seed_spread_no_ptr"]["runs"]
+        both = [k for k in full if k in nop]
+        ahead = {m: sum(full[k][m] > nop[k][m] for k in both) for m in ("auc", "map_0.5")}
+        fewer_misses = sum(full[k]["fnr"] < nop[k]["fnr"] for k in both)
+
+        def gates(run: dict) -> str:
+            return ", ".join(f"{run[g]:.2f}" for g in ("R_hpe", "R_ore", "coarse_share"))
+        lines += ["", "**PTR seed by seed** (the warm-up with and without PTR from the same random start, each "
+                  "at its fold twin's rule; held-out, with PTR first): "
+                  + "; ".join(f"{k}: AUC {full[k]['auc']:.3f} / {nop[k]['auc']:.3f}, mAP@0.5 {pct(full[k]['map_0.5'])}"
+                              f" / {pct(nop[k]['map_0.5'])}, FNR {pct(full[k]['fnr'])} / {pct(nop[k]['fnr'])} %, "
+                              f"gates R_hpe, R_ore, 1-G {gates(full[k])} / {gates(nop[k])}" for k in both)
+                  + f". With PTR: higher AUC in {ahead['auc']} of {len(both)} seeds, higher mAP@0.5 in "
+                  f"{ahead['map_0.5']}, fewer missed frames in {fewer_misses}."]
     if r["alpha_variants"]:
         lines += ["", "**Alpha variants** (`assets/alpha_variants/`: the warm-up recipe from the same random start, "
                   "only alpha differs; each with the rule its fold twin picked on validation; gate balance on the "

@@ -26,6 +26,30 @@ def test_segments_from_scores_runs_merge_and_min_length():
     assert segments_from_scores(t, np.zeros_like(t), 0.5, 0.5, 1.0, 1.0) == []
 
 
+def test_hysteresis_widens_the_segments_the_threshold_found_and_finds_no_new_ones():
+    t = np.arange(0, 10, 0.5) + 0.25
+    p = np.full_like(t, 0.1)
+    p[2:5] = 0.5  # a weak onset, 1.0-2.5 s ...
+    p[5:9] = 0.95  # ... a sure core, 2.5-4.5 s ...
+    p[9] = 0.6  # ... and a weak end
+    p[10] = 0.3  # below the keep level: the segment stops before it
+    p[13] = 0.95  # a one-step spike: too short at the threshold, so no segment however wide it could grow
+    p[12] = p[14] = 0.6
+    p[16:] = 0.6  # a long stretch that never reaches the threshold
+    plain = segments_from_scores(t, p, 0.5, threshold=0.9, min_segment_s=1.0, merge_gap_s=0.0)
+    assert plain == [(5, 8)]
+    assert segments_from_scores(t, p, 0.5, 0.9, 1.0, 0.0, keep_threshold=0.4) == [(2, 9)]
+    # a keep level at or above the threshold is no hysteresis
+    assert segments_from_scores(t, p, 0.5, 0.9, 1.0, 0.0, keep_threshold=0.9) == plain
+    assert segments_from_scores(t, p, 0.5, 0.9, 1.0, 0.0, keep_threshold=0.95) == plain
+    # two cores whose widened ends meet are one segment
+    q = np.full_like(t, 0.1)
+    q[2:5] = q[8:11] = 0.95
+    q[5:8] = 0.5
+    assert segments_from_scores(t, q, 0.5, 0.9, 1.0, 0.0) == [(2, 4), (8, 10)]
+    assert segments_from_scores(t, q, 0.5, 0.9, 1.0, 0.0, keep_threshold=0.4) == [(2, 10)]
+
+
 def _frame(t, lying=False):
     boxes = np.array([[10, 10, 50, 120], [60, 60, 90, 90]], np.float32)
     rel = [Relation(0, "holding", 1, 0.8, "right wrist inside box of handbag")]
@@ -55,7 +79,8 @@ def _analysis(with_segment=True):
                          {"lying": 4}, {"lying": 4}, {"hpe": 0.6, "ore": 0.2, "vbe": 0.2, "coarse": 0.4},
                          "hpe", 0.1, ["street"])
     segs = [ThreatSegment(22.0, 24.0, 0.9, "fall", "The threat is attributed to a fall.", ev)] if with_segment else []
-    return Analysis(INFO, "test", AnalysisSettings(threshold=0.5), t, p, [[0.6, 0.2, 0.2, 0.4]] * 60, segs)
+    settings = AnalysisSettings(threshold=0.5, min_segment_s=1.0, merge_gap_s=1.0)  # filled in, as analyses record
+    return Analysis(INFO, "test", settings, t, p, [[0.6, 0.2, 0.2, 0.4]] * 60, segs)
 
 
 def test_chat_grounding_cites_times_and_refuses_unsupported():
@@ -68,8 +93,17 @@ def test_chat_grounding_cites_times_and_refuses_unsupported():
     assert "does not support a threat at 5.0s" in out and "0.10" in out
     pose = "".join(ChatEngine(None, a).ask("what did the pose expert see?"))
     assert "human pose expert carried weight 0.60" in pose and "lying x4" in pose
-    none = "".join(ChatEngine(None, _analysis(False)).ask("why is this a threat?"))
-    assert none.startswith("No, there exists no threat")
+    quiet = _analysis(False)
+    quiet.threat_prob = [0.1] * 60
+    none = "".join(ChatEngine(None, quiet).ask("why is this a threat?"))
+    assert none.startswith("No, there exists no threat") and "0.10, below the threshold 0.50" in none
+    # a score over the threshold for less than the minimum segment made no segment: the answer says so
+    brief = _analysis(False)
+    brief.threat_prob = [0.1] * 60
+    brief.threat_prob[30] = 0.8
+    for question in ("why is this a threat?", "what happens at 15 s?"):
+        answer = "".join(ChatEngine(None, brief).ask(question))
+        assert "0.80, above the threshold 0.50 for less than the 1 s a segment needs" in answer
 
 
 def test_plots_have_expected_traces_and_formula():
@@ -79,6 +113,10 @@ def test_plots_have_expected_traces_and_formula():
     assert names[:2] == ["threat segments", "threat score"]
     assert {"R human pose", "R object relations", "R visual background", "1-G coarse share"} <= set(names)
     assert fig.data[0].customdata[0] == 22.0  # clicking the band seeks to the segment start
+    levels = lambda f: sorted(sh.y0 for sh in f.layout.shapes if sh.yref != "paper")  # noqa: E731
+    assert levels(fig) == [0.5]
+    widened = Analysis(**{**a.__dict__, "settings": AnalysisSettings(threshold=0.5, keep_threshold=0.3)})
+    assert levels(timeline_figure(widened)) == [0.3, 0.5]  # the hysteresis level drawn under the threshold
     b = Analysis(**{**a.__dict__, "settings": AnalysisSettings(ablation=("no_ptr",))})
     assert len(comparison_figure(a, b, "w/o PTR").data) == 2 * len(fig.data)
     f = router_formula(a, 45)
@@ -178,3 +216,17 @@ def test_decision_rule_comes_from_the_checkpoint_unless_given():
     assert (own.threshold, own.min_segment_s, own.merge_gap_s) == (0.7, 2.0, 3.0)
     mixed = decision_rule(AnalysisSettings(threshold=0.3, merge_gap_s=0.5), cfg)
     assert (mixed.threshold, mixed.min_segment_s, mixed.merge_gap_s) == (0.3, 2.0, 0.5)
+    assert own.keep_threshold is None and own.rule_text() == "threshold 0.7"
+    # hysteresis from the checkpoint applies below the threshold; a threshold picked under it leaves none
+    cfg = UPRMConfig.tiny(threat_threshold=0.9, threat_keep_threshold=0.4)
+    assert decision_rule(AnalysisSettings(), cfg).keep_threshold == 0.4
+    assert decision_rule(AnalysisSettings(), cfg).rule_text() == "threshold 0.9, segments widened while >= 0.4"
+    assert decision_rule(AnalysisSettings(threshold=0.6), cfg).keep_threshold == 0.4
+    assert decision_rule(AnalysisSettings(threshold=0.3), cfg).keep_threshold is None
+    assert decision_rule(AnalysisSettings(keep_threshold=0.7), cfg).keep_threshold == 0.7
+    with pytest.raises(ValueError, match="keep_threshold must be in"):
+        AnalysisSettings(keep_threshold=1.0)
+    from uprm.model.config import ConfigError
+
+    with pytest.raises(ConfigError, match="threat_keep_threshold must be in"):
+        UPRMConfig.tiny(threat_threshold=0.5, threat_keep_threshold=0.6)

@@ -98,6 +98,28 @@ def test_tune_rule_picks_merge_gap_and_minimum_segment(tmp_path):
     assert bs.DecisionRule.from_config(UPRMConfig.tiny(**rule.config_fields())) == rule  # shipped in the config
 
 
+def test_tune_rule_tries_hysteresis_below_each_threshold(tmp_path):
+    composed = _set(tmp_path, [((2.0, 6.0),), ()])
+    # v0: a 4 s threat, sure only in its middle 2 s; v1: a threat-free clip with a long 0.6 stretch
+    p0 = [0.1] * 4 + [0.6] * 2 + [0.95] * 4 + [0.6] * 2 + [0.1] * 8
+    p1 = [0.1] * 4 + [0.6] * 8 + [0.1] * 8
+    scored = [_scored("v0", p0), _scored("v1", p1)]
+    rule, table = bs.tune_rule(composed, scored, thresholds=(0.5, 0.9), keep_thresholds=(None, 0.5, 0.7))
+    # keep levels are tried only below each threshold: (0.5, None), (0.9, None / 0.5 / 0.7)
+    assert [(r["rule"]["threshold"], r["rule"]["keep_threshold"]) for r in table] == [
+        (0.5, None), (0.9, None), (0.9, 0.5), (0.9, 0.7)]
+    # 0.5 alone flags v1; 0.9 alone misses the threat's weak ends; 0.9 widened down to 0.5 gets both right
+    assert rule == bs.DecisionRule(0.9, 1.0, 1.0, 0.5)
+    best = bs.detection_scores(composed, scored, rule)
+    assert best["fnr"] == 0 and best["threat_free_flagged"] == 0
+    from uprm.model import UPRMConfig
+
+    assert bs.DecisionRule.from_config(UPRMConfig.tiny(**rule.config_fields())) == rule
+    # the rule is picked after training: a run begun from a preset does not depend on its rule fields
+    assert bs.preset_config("tiny", **rule.config_fields()) == bs.preset_config("tiny") != bs.preset_config("tiny", seed=1)
+    assert not set(rule.config_fields()) & set(bs.preset_config("tiny"))
+
+
 def test_localisation_pairs_each_event_with_its_longest_overlap_and_counts_joined_events(tmp_path):
     composed = _set(tmp_path, [((1.0, 3.0), (5.0, 7.0)), ((2.0, 4.0),), ((6.0, 8.0),), ()])
     # v0: one alarm 1.0-8.0 s over both events; v1: 2.5-6.0 s (late start, late end); v2: nothing

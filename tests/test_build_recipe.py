@@ -71,6 +71,9 @@ def test_seed_spread_runs_start_from_their_own_random_draw_and_sit_beside_the_de
     runs = tmp_path / "runs"
     assert recipe.seed_run_dir(runs, 24, 0) == runs / "warmup_e24"  # seed 0 is the default's own warm-up
     assert recipe.seed_run_dir(runs, 24, 2) == runs / "warmup_e24_seed2"
+    # w/o PTR from the same starts, each beside its full twin's: seed 0 is the ablation row's own run
+    assert recipe.no_ptr_run_dir(runs, 0) == runs / "warmup_no_ptr"
+    assert recipe.no_ptr_run_dir(runs, 2) == runs / "warmup_no_ptr_seed2"
     assert 0 not in recipe.SPREAD_SEEDS
     one = recipe.seed_init(tmp_path, 1)
     weights = load_file(one / "uprm.safetensors")
@@ -92,3 +95,6 @@ def test_a_seed_spread_start_is_drawn_again_when_the_small_preset_changes(tmp_pa
     after = recipe.seed_init(tmp_path, 1)
     assert after != before
     assert json.loads((after / "config.json").read_text())["threat_context_steps"] == 3
+    # a new decision-rule default is picked after training: the same start, not a new draw
+    monkeypatch.setattr(UPRMConfig, "small", classmethod(lambda cls, **o: small(**{"threat_threshold": 0.8, **o})))
+    assert recipe.seed_init(tmp_path, 1) == before

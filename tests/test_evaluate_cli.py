@@ -262,3 +262,5 @@ def test_analyze_rejects_a_bad_decision_rule_before_loading_a_model(capsys, tmp_
     assert err.startswith("error: min_segment_s must be >= 0 seconds") and "Traceback" not in err
     assert main(["analyze", str(video), "--threshold", "1.5"]) == 2
     assert "threshold must be in (0, 1)" in capsys.readouterr().err
+    assert main(["analyze", str(video), "--keep-threshold", "0"]) == 2
+    assert "keep_threshold must be in (0, 1)" in capsys.readouterr().err

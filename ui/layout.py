@@ -52,8 +52,10 @@ def build_demo(cfg: AppConfig, services: Services | None = None) -> gr.Blocks:
                                                   label="Overlay layers", elem_id="layers")
                         threshold = gr.Slider(0.0, 0.95, value=0.0, step=0.05, elem_id="threshold",
                                               label="Alert threshold (0: the model's tuned rule)",
-                                              info="Per-step threat probability that opens a segment. Lower finds "
-                                                   "more threats and raises more false alarms: the model card's "
+                                              info="Per-step threat probability that opens a segment (which "
+                                                   "then widens while the score stays above the model's lower "
+                                                   "keep level, the lighter dotted line). Lower finds more "
+                                                   "threats and raises more false alarms: the model card's "
                                                    "operating points show the trade.")
                         meta = gr.Textbox(visible="hidden", elem_id="uprm_meta")
                         seek_to = gr.Number(visible="hidden", elem_id="seek_to")

@@ -31,6 +31,7 @@ class AnalysisSettings:
     threshold: float | None = None  # per-step threat probability that opens a segment
     min_segment_s: float | None = None  # shorter runs are dropped as flicker
     merge_gap_s: float | None = None  # runs closer than this are one segment
+    keep_threshold: float | None = None  # a segment reaches out while prob stays >= this (hysteresis)
     explain: bool = True  # write a cause per segment with the language model
     max_new_tokens: int = 48
     seed: int = 0
@@ -38,12 +39,21 @@ class AnalysisSettings:
     sam2_checkpoint: str | None = None
 
     def __post_init__(self) -> None:
-        if self.threshold is not None and not 0.0 < self.threshold < 1.0:
-            raise ValueError(f"threshold must be in (0, 1), got {self.threshold}")
+        for name in ("threshold", "keep_threshold"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 < value < 1.0:
+                raise ValueError(f"{name} must be in (0, 1), got {value}")
         for name in ("min_segment_s", "merge_gap_s"):
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ValueError(f"{name} must be >= 0 seconds, got {value}")
+
+    def rule_text(self) -> str:
+        """The decision rule in a few words (settings as an Analysis records them: filled in)."""
+        text = f"threshold {self.threshold:g}"
+        if self.keep_threshold is not None:
+            text += f", segments widened while >= {self.keep_threshold:g}"
+        return text
 
 
 @dataclass
@@ -131,33 +141,59 @@ class AnalysisUpdate:
 
 
 def decision_rule(settings: AnalysisSettings, config) -> AnalysisSettings:
-    """``settings`` with every decision-rule field left None filled from the checkpoint's config."""
-    return replace(settings,
-                   threshold=float(config.threat_threshold if settings.threshold is None else settings.threshold),
+    """``settings`` with every decision-rule field left None filled from the checkpoint's config. The
+    hysteresis level applies only below the threshold: a threshold chosen under the checkpoint's keep
+    level leaves none (keep_threshold stays None)."""
+    threshold = float(config.threat_threshold if settings.threshold is None else settings.threshold)
+    keep = config.threat_keep_threshold if settings.keep_threshold is None else settings.keep_threshold
+    return replace(settings, threshold=threshold,
                    min_segment_s=float(config.threat_min_segment_s if settings.min_segment_s is None
                                        else settings.min_segment_s),
                    merge_gap_s=float(config.threat_merge_gap_s if settings.merge_gap_s is None
-                                     else settings.merge_gap_s))
+                                     else settings.merge_gap_s),
+                   keep_threshold=float(keep) if keep is not None and keep < threshold else None)
 
 
 def segments_from_scores(times_s: np.ndarray, probs: np.ndarray, step_s: float, threshold: float,
-                         min_segment_s: float, merge_gap_s: float) -> list[tuple[int, int]]:
+                         min_segment_s: float, merge_gap_s: float,
+                         keep_threshold: float | None = None) -> list[tuple[int, int]]:
     """Runs of steps with prob >= threshold as inclusive (first, last) step indices.
 
     A step at time t stands for [t - step/2, t + step/2); runs separated by less than merge_gap_s are
-    joined and runs shorter than min_segment_s are dropped.
+    joined and runs shorter than min_segment_s are dropped. ``keep_threshold`` (<= threshold; None = the
+    same) is hysteresis: each run left then reaches out, both ways, over the adjacent steps that stay
+    >= keep_threshold, so a sharp peak keeps the weaker ends of its event. Which runs exist is decided
+    at ``threshold`` alone: hysteresis moves bounds, it never turns a short spike into an alarm.
     """
-    on = np.asarray(probs) >= threshold
-    runs: list[list[int]] = []
-    for i, flag in enumerate(on):
-        if not flag:
-            continue
-        gap_s = (times_s[i] - times_s[runs[-1][1]]) - step_s if runs else np.inf  # 0 for adjacent steps
-        if gap_s <= 1e-9 or gap_s < merge_gap_s - 1e-9:
-            runs[-1][1] = i
+    probs = np.asarray(probs)
+
+    def gap_s(i: int, j: int) -> float:  # empty time between step i and a later step j (0: adjacent)
+        return float(times_s[j] - times_s[i]) - step_s
+
+    def runs_at(level: float, join_s: float) -> list[list[int]]:
+        runs: list[list[int]] = []
+        for i in np.flatnonzero(probs >= level):
+            if runs and (gap_s(runs[-1][1], i) <= 1e-9 or gap_s(runs[-1][1], i) < join_s - 1e-9):
+                runs[-1][1] = int(i)
+            else:
+                runs.append([int(i), int(i)])
+        return runs
+
+    core = [(a, b) for a, b in runs_at(threshold, merge_gap_s)
+            if (times_s[b] - times_s[a]) + step_s >= min_segment_s - 1e-9]
+    if keep_threshold is None or keep_threshold >= threshold or not core:
+        return core
+    out: list[tuple[int, int]] = []
+    for a, b in core:  # widen to the stretch of adjacent steps >= keep around each end
+        while a > 0 and probs[a - 1] >= keep_threshold and gap_s(a - 1, a) <= 1e-9:
+            a -= 1
+        while b + 1 < len(probs) and probs[b + 1] >= keep_threshold and gap_s(b, b + 1) <= 1e-9:
+            b += 1
+        if out and a <= out[-1][1] + 1:  # two widened runs met: one segment
+            out[-1] = (out[-1][0], max(out[-1][1], b))
         else:
-            runs.append([i, i])
-    return [(a, b) for a, b in runs if (times_s[b] - times_s[a]) + step_s >= min_segment_s - 1e-9]
+            out.append((a, b))
+    return out
 
 
 def _segment_bounds(times_s: np.ndarray, first: int, last: int, step_s: float, duration_s: float):
@@ -391,7 +427,7 @@ def _fuse_and_explain(model, evidence: VideoEvidence, settings: AnalysisSettings
     times = evidence.times_s
     step_s = 1.0 / evidence.sample_fps
     runs = segments_from_scores(times, prob, step_s, settings.threshold, settings.min_segment_s,
-                                settings.merge_gap_s)
+                                settings.merge_gap_s, settings.keep_threshold)
     segments = []
     for first, last in runs:
         steps = list(range(first, last + 1))

@@ -31,6 +31,9 @@ def register(subparsers) -> None:
                    help="drop segments shorter than S seconds (default: the model's tuned value)")
     p.add_argument("--merge-gap", type=float, default=None, metavar="S",
                    help="join segments closer than S seconds (default: the model's tuned value)")
+    p.add_argument("--keep-threshold", type=float, default=None, metavar="P",
+                   help="widen each segment over the steps next to it whose probability stays >= P "
+                        "(hysteresis; default: the model's tuned value; a value >= the threshold: none)")
     p.add_argument("--ablation", action="append", default=[],
                    choices=["no_hpe", "no_ore", "no_vbe", "no_upe", "no_ptr"], help="switch an expert off")
     p.add_argument("--no-explain", action="store_true", help="skip writing causes with the language model")
@@ -43,7 +46,8 @@ def _settings(args):
     from uprm.analysis import AnalysisSettings
 
     return AnalysisSettings(sample_fps=args.fps, threshold=args.threshold, min_segment_s=args.min_segment,
-                            merge_gap_s=args.merge_gap, explain=not args.no_explain,
+                            merge_gap_s=args.merge_gap, keep_threshold=args.keep_threshold,
+                            explain=not args.no_explain,
                             seed=args.seed, ablation=tuple(args.ablation), sam2_checkpoint=args.sam2_checkpoint)
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 THREATS_PER_CLIP_P = (0.25, 0.45, 0.30)  # P(0), P(1), P(2) threat events per composed clip
-CHECKPOINT_VERSION = "uprm-small-bootstrap-v7"
+CHECKPOINT_VERSION = "uprm-small-bootstrap-v8"
 Say = Callable[[str], None]
 
 
@@ -379,12 +379,17 @@ def run_key(what: Sequence[str], inputs: Sequence[str | Path] = (), init: str | 
 
 def preset_config(name: str, **overrides) -> dict | None:
     """The config a random start named ``name`` ("small-untrained", "tiny", ...) is built from, with
-    ``overrides`` (e.g. seed), as a dict; None when ``name`` is no preset."""
+    ``overrides`` (e.g. seed), as a dict without the decision rule's fields (``DecisionRule.config_fields``:
+    picked after training, they change no weight, so a new one must not retrain); None when ``name`` is
+    no preset."""
     from uprm.model import UPRMConfig
     from uprm.model.io import PRESETS, UNTRAINED_SMALL
 
     preset = "small" if name == UNTRAINED_SMALL else name
-    return getattr(UPRMConfig, preset)(**overrides).to_dict() if preset in PRESETS else None
+    if preset not in PRESETS:
+        return None
+    rule_fields = DecisionRule(0.5).config_fields()
+    return {k: v for k, v in getattr(UPRMConfig, preset)(**overrides).to_dict().items() if k not in rule_fields}
 
 
 def finished_run(out_dir: str | Path, argv: list[str], key: str | None = None) -> TrainRun | None:
@@ -560,11 +565,12 @@ def score_video(model, evidence, video_id: str, ablation: tuple[str, ...] = ()) 
 class DecisionRule:
     """How per-step probabilities become segments (``uprm.analysis.segments_from_scores``); a shipped
     checkpoint carries the one it was tuned with in its config (threat_threshold, threat_min_segment_s,
-    threat_merge_gap_s)."""
+    threat_merge_gap_s, threat_keep_threshold)."""
 
     threshold: float
     min_segment_s: float = 1.0
     merge_gap_s: float = 1.0
+    keep_threshold: float | None = None  # hysteresis: a segment reaches out while prob >= this (None: threshold)
 
     @classmethod
     def of(cls, rule: "DecisionRule | float") -> "DecisionRule":
@@ -572,11 +578,13 @@ class DecisionRule:
 
     @classmethod
     def from_config(cls, config) -> "DecisionRule":
-        return cls(float(config.threat_threshold), float(config.threat_min_segment_s), float(config.threat_merge_gap_s))
+        keep = config.threat_keep_threshold
+        return cls(float(config.threat_threshold), float(config.threat_min_segment_s),
+                   float(config.threat_merge_gap_s), None if keep is None else float(keep))
 
     def config_fields(self) -> dict:
         return {"threat_threshold": self.threshold, "threat_min_segment_s": self.min_segment_s,
-                "threat_merge_gap_s": self.merge_gap_s}
+                "threat_merge_gap_s": self.merge_gap_s, "threat_keep_threshold": self.keep_threshold}
 
 
 def predicted_segments(scored: Scored, rule: DecisionRule | float):
@@ -587,7 +595,7 @@ def predicted_segments(scored: Scored, rule: DecisionRule | float):
     rule = DecisionRule.of(rule)
     out = []
     for first, last in segments_from_scores(scored.times_s, scored.prob, scored.step_s, rule.threshold,
-                                            rule.min_segment_s, rule.merge_gap_s):
+                                            rule.min_segment_s, rule.merge_gap_s, rule.keep_threshold):
         s, e = _segment_bounds(scored.times_s, first, last, scored.step_s, scored.duration_s)
         out.append(Segment(scored.video_id, s, e, "threat", float(scored.prob[first:last + 1].max())))
     return out
@@ -724,16 +732,20 @@ def objective(row: dict) -> float:
 
 
 def tune_rule(composed: ComposedSet, scored: Sequence[Scored], thresholds: Sequence[float] = THRESHOLDS,
-              min_segments_s: Sequence[float] = (1.0,), merge_gaps_s: Sequence[float] = (1.0,)
-              ) -> tuple[DecisionRule, list]:
+              min_segments_s: Sequence[float] = (1.0,), merge_gaps_s: Sequence[float] = (1.0,),
+              keep_thresholds: Sequence[float | None] = (None,)) -> tuple[DecisionRule, list]:
     """The decision rule that maximises ``objective`` on ``composed`` (a training or validation set: never
-    call this with held-out data). Ties go to the higher threshold (fewer false alarms), then
-    to the longer minimum segment and the larger merge gap (fewer, longer segments)."""
-    rules = [DecisionRule(float(t), float(m), float(g)) for t in thresholds for m in min_segments_s
-             for g in merge_gaps_s]
+    call this with held-out data). A keep threshold (hysteresis) is tried only below each threshold; None
+    is none. Ties go to the higher threshold (fewer false alarms), then to the longer minimum segment and
+    the larger merge gap (fewer, longer segments), then to the less widening (a higher keep level)."""
+    rules = [DecisionRule(float(t), float(m), float(g), None if k is None else float(k))
+             for t in thresholds for m in min_segments_s for g in merge_gaps_s for k in keep_thresholds
+             if k is None or k < t]
     table = [detection_scores(composed, scored, r) for r in rules]
     best = max(range(len(table)), key=lambda i: (round(objective(table[i]), 6), rules[i].threshold,
-                                                 rules[i].min_segment_s, rules[i].merge_gap_s))
+                                                 rules[i].min_segment_s, rules[i].merge_gap_s,
+                                                 rules[i].threshold if rules[i].keep_threshold is None
+                                                 else rules[i].keep_threshold))
     return rules[best], table
 
 

@@ -54,6 +54,14 @@ def _max_score(analysis: Analysis, start_s: float, end_s: float) -> float:
     return float(p[inside].max()) if inside.any() else 0.0
 
 
+def _short_of_rule(score: float, analysis: Analysis) -> str:
+    """Why a score made no segment: below the threshold, or above it too briefly (min_segment_s)."""
+    s = analysis.settings
+    if score < s.threshold:
+        return f"below the threshold {s.threshold:.2f}"
+    return f"above the threshold {s.threshold:.2f} for less than the {s.min_segment_s:g} s a segment needs"
+
+
 def grounded_facts(question: str, analysis: Analysis, focus: Focus) -> str:
     """The part of the answer that comes straight from the analysis, with times cited."""
     q = question.lower()
@@ -63,11 +71,12 @@ def grounded_facts(question: str, analysis: Analysis, focus: Focus) -> str:
                  else f"between {focus.start_s:.1f}s and {focus.end_s:.1f}s")
         score = _max_score(analysis, focus.start_s, focus.end_s)
         return (f"The analysis does not support a threat {where}: the highest threat score there is "
-                f"{score:.2f}, below the threshold {analysis.settings.threshold:.2f}, so I have no cause to give.")
+                f"{score:.2f}, {_short_of_rule(score, analysis)}, so I have no cause to give.")
     if not analysis.segments:
-        return (f"{identify_answer(False)}: no time step of this {analysis.video.duration_s:.1f}s video reached "
-                f"the threat threshold {analysis.settings.threshold:.2f} (highest score "
-                f"{max(analysis.threat_prob, default=0.0):.2f}). The evidence does not support a threat cause.")
+        score = max(analysis.threat_prob, default=0.0)
+        return (f"{identify_answer(False)}: the highest threat score in this {analysis.video.duration_s:.1f}s "
+                f"video is {score:.2f}, {_short_of_rule(score, analysis)}. The evidence does not support a "
+                "threat cause.")
     if IDENTIFY.lower()[:20] in q or q.startswith(("is there", "are there", "does")):
         return f"{identify_answer(True)}. " + locate_answer([(s.start_s, s.end_s) for s in analysis.segments]) + "."
     if LOCATE.lower()[:20] in q or "when" in q or "timestamp" in q:

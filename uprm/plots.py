@@ -50,7 +50,6 @@ def timeline_figure(analysis: Analysis, title: str = "") -> go.Figure:
         marker=dict(size=4), line=dict(color="#d62728"), customdata=analysis.times_s,
         hovertemplate="score %{y:.2f} at %{x:.1f}s (click to seek)<extra></extra>",
     ), row=1, col=1)
-    fig.add_hline(y=analysis.settings.threshold, line=dict(dash="dot", color="#888"), row=1, col=1)
     _gate_traces(fig, analysis, 2, 1, legend=True, group="gates")
     duration = analysis.video.duration_s
     fig.update_xaxes(range=[0, duration], title_text="time (s)", row=2, col=1)
@@ -59,11 +58,15 @@ def timeline_figure(analysis: Analysis, title: str = "") -> go.Figure:
     fig.update_layout(height=420, margin=dict(l=40, r=10, t=40, b=40), barmode="overlay", bargap=0,
                       legend=dict(orientation="h", y=-0.18), title=title or None,
                       shapes=[_cursor_shape(0.0)], clickmode="event")
+    # after update_layout(shapes=...), which replaces every shape added before it
+    fig.add_hline(y=analysis.settings.threshold, line=dict(dash="dot", color="#888"), row=1, col=1)
+    if analysis.settings.keep_threshold is not None:  # hysteresis: where segments may reach out to
+        fig.add_hline(y=analysis.settings.keep_threshold, line=dict(dash="dot", color="#ccc"), row=1, col=1)
     return fig
 
 
 def _cursor_shape(t_s: float) -> dict:
-    # the page moves this line (shape 0) as the video plays
+    # the cursor where the video starts; in the studio the page draws its own moving one over the plot
     return dict(type="line", xref="x", yref="paper", x0=t_s, x1=t_s, y0=0, y1=1,
                 line=dict(color="#111", width=1.5), name="now")
 

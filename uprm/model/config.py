@@ -164,10 +164,12 @@ class UPRMConfig:
     threat_context_steps: int = 1
     # the decision rule a shipped checkpoint was tuned with (uprm.analysis applies it unless told otherwise):
     # per-step probability that opens a segment, runs shorter than threat_min_segment_s dropped, runs
-    # closer than threat_merge_gap_s joined
+    # closer than threat_merge_gap_s joined; a segment reaches out over the steps next to it while their
+    # probability stays >= threat_keep_threshold (hysteresis; None = threat_threshold, none)
     threat_threshold: float = 0.5
     threat_min_segment_s: float = 1.0
     threat_merge_gap_s: float = 1.0
+    threat_keep_threshold: float | None = None
     ablation: Ablation = field(default_factory=Ablation)
     lm: LMConfig = field(default_factory=LMConfig)
 
@@ -200,6 +202,9 @@ class UPRMConfig:
                               f"{self.threat_min_segment_s}, {self.threat_merge_gap_s}")
         if not 0.0 < self.threat_threshold < 1.0:
             raise ConfigError(f"threat_threshold must be in (0, 1), got {self.threat_threshold}")
+        if self.threat_keep_threshold is not None and not 0.0 < self.threat_keep_threshold <= self.threat_threshold:
+            raise ConfigError(f"threat_keep_threshold must be in (0, threat_threshold = {self.threat_threshold}] "
+                              f"or null, got {self.threat_keep_threshold}")
         if not 0 <= self.expert_dropout < 1:
             raise ConfigError(f"expert_dropout must lie in [0, 1), got {self.expert_dropout}")
         if self.alpha < 0 or self.threat_loss_weight < 0:

@@ -25,6 +25,7 @@ from uprm.model.config import UPRMConfig
 from uprm.model.layers import FFN, masked_mean_max, time_encoding
 
 JOINT_FEATURES = 5  # x, y (frame-normalised), score, x and y relative to the person's centre and size
+FRAME_POSITION_FEATURES = 2  # the frame-normalised x, y, dropped when config.hpe_frame_position is False
 
 
 def skeleton_adjacency(num_joints: int = NUM_JOINTS, edges=SKELETON_EDGES, self_loops: bool = True) -> torch.Tensor:
@@ -66,7 +67,7 @@ class HumanPoseExpert(nn.Module):
         self.num_heads = config.num_heads
         self.register_buffer("adjacency", skeleton_adjacency(), persistent=False)
         self.frame_position = bool(config.hpe_frame_position)
-        self.joint_in = nn.Linear(JOINT_FEATURES - (0 if self.frame_position else 2), p)
+        self.joint_in = nn.Linear(JOINT_FEATURES - (0 if self.frame_position else FRAME_POSITION_FEATURES), p)
         self.joint_embed = nn.Parameter(torch.randn(NUM_JOINTS, p) * 0.02)  # which joint this node is
         self.graph = nn.ModuleList(PoseGraphAttention(p) for _ in range(config.hpe_graph_layers))
         self.person_out = nn.Linear(2 * p, d)  # [mean, max] over joints

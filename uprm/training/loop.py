@@ -71,7 +71,7 @@ def predict_segments(model, feats: VideoFeatures, video_id: str, threshold: floa
     times = x.times_s[0][keep].float().cpu().numpy().astype(np.float64)
     segs = []
     for first, last in segments_from_scores(times, prob, feats.step_s, rule.threshold, rule.min_segment_s,
-                                            rule.merge_gap_s):
+                                            rule.merge_gap_s, rule.keep_threshold):
         start, end = _segment_bounds(times, first, last, feats.step_s, feats.duration_s)
         segs.append(Segment(video_id, start, end, "threat", round(float(prob[first:last + 1].max()), 4)))
     return segs, prob
