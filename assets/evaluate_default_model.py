@@ -4,9 +4,9 @@
     python assets/evaluate_default_model.py   # writes assets/default_model_eval.json and the card's results
 
 What it measures (all with the weights as shipped, float16 on disk):
- - the decision rule (threshold, minimum segment, merge gap, hysteresis level) the checkpoint ships with, which the build
-   tuned on the VALIDATION set (vtest.avi 64.5-79.5 s, other seeds, plus chats) with the model's FOLD
-   twin (same recipe, trained without that window), and the twin's scores there;
+ - the decision rule (threshold, minimum segment, merge gap, hysteresis level) the checkpoint ships
+   with, which the build tuned on the VALIDATION set (vtest.avi 64.5-79.5 s, other seeds, plus chats)
+   with the model's FOLD twin (same recipe, trained without that window), and the twin's scores there;
  - held-out composed clips (other footage, other seeds): frame-level FNR and F2, class-agnostic mAP at
    tIoU 0.1 / 0.3 / 0.5 and their average, ROUGE-L / BLEU / Sentence-BERT cosine of generated causes;
  - real normal footage (vtest.avi in full and bikes.mp4: every threat-free video there is; the 30 s
@@ -428,6 +428,7 @@ def write_card_section(r: dict) -> None:
 
         def gates(run: dict) -> str:
             return ", ".join(f"{run[g]:.2f}" for g in ("R_hpe", "R_ore", "coarse_share"))
+
         lines += ["", "**PTR seed by seed** (the warm-up with and without PTR from the same random start, each "
                   "at its fold twin's rule; held-out, with PTR first): "
                   + "; ".join(f"{k}: AUC {full[k]['auc']:.3f} / {nop[k]['auc']:.3f}, mAP@0.5 {pct(full[k]['map_0.5'])}"

@@ -170,17 +170,14 @@ def segments_from_scores(times_s: np.ndarray, probs: np.ndarray, step_s: float, 
     def gap_s(i: int, j: int) -> float:  # empty time between step i and a later step j (0: adjacent)
         return float(times_s[j] - times_s[i]) - step_s
 
-    def runs_at(level: float, join_s: float) -> list[list[int]]:
-        runs: list[list[int]] = []
-        for i in np.flatnonzero(probs >= level):
-            if runs and (gap_s(runs[-1][1], i) <= 1e-9 or gap_s(runs[-1][1], i) < join_s - 1e-9):
-                runs[-1][1] = int(i)
-            else:
-                runs.append([int(i), int(i)])
-        return runs
-
-    core = [(a, b) for a, b in runs_at(threshold, merge_gap_s)
-            if (times_s[b] - times_s[a]) + step_s >= min_segment_s - 1e-9]
+    runs: list[list[int]] = []
+    for i in np.flatnonzero(probs >= threshold):
+        gap = gap_s(runs[-1][1], i) if runs else np.inf
+        if gap <= 1e-9 or gap < merge_gap_s - 1e-9:  # adjacent, or closer than the merge gap
+            runs[-1][1] = int(i)
+        else:
+            runs.append([int(i), int(i)])
+    core = [(a, b) for a, b in runs if (times_s[b] - times_s[a]) + step_s >= min_segment_s - 1e-9]
     if keep_threshold is None or keep_threshold >= threshold or not core:
         return core
     out: list[tuple[int, int]] = []
@@ -189,7 +186,7 @@ def segments_from_scores(times_s: np.ndarray, probs: np.ndarray, step_s: float, 
             a -= 1
         while b + 1 < len(probs) and probs[b + 1] >= keep_threshold and gap_s(b, b + 1) <= 1e-9:
             b += 1
-        if out and a <= out[-1][1] + 1:  # two widened runs met: one segment
+        if out and a <= out[-1][1] + 1:  # two widened runs that touch are one segment
             out[-1] = (out[-1][0], max(out[-1][1], b))
         else:
             out.append((a, b))
