@@ -56,8 +56,7 @@ def record_analysis(services: Services, session: StudioSession) -> int | None:
 
     store = services.store()
     vid = store.add_video(VideoRecord.from_video_info(a.video, name=Path(a.video.path).stem))
-    rule = ("threshold", "min_segment_s", "merge_gap_s", "keep_threshold")  # as applied, so a rerun can match it
-    settings = {**{k: getattr(a.settings, k) for k in rule}, "sample_fps": a.settings.sample_fps,
+    settings = {**a.settings.rule(), "sample_fps": a.settings.sample_fps,  # the rule as applied
                 "ablation": list(a.settings.ablation), "seed": a.settings.seed}
     store.add_analysis(vid, a.model_id, settings, [s.to_segment(a.video_id) for s in a.segments],
                        model_version=a.model_id)

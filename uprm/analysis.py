@@ -48,6 +48,10 @@ class AnalysisSettings:
             if value is not None and value < 0:
                 raise ValueError(f"{name} must be >= 0 seconds, got {value}")
 
+    def rule(self) -> dict:
+        """The decision-rule fields (as an Analysis records them: filled in), e.g. for the review store."""
+        return {k: getattr(self, k) for k in ("threshold", "min_segment_s", "merge_gap_s", "keep_threshold")}
+
     def rule_text(self) -> str:
         """The decision rule in a few words (settings as an Analysis records them: filled in)."""
         text = f"threshold {self.threshold:g}"
@@ -191,6 +195,17 @@ def segments_from_scores(times_s: np.ndarray, probs: np.ndarray, step_s: float, 
         else:
             out.append((a, b))
     return out
+
+
+def cut_segments(times_s: np.ndarray, probs: np.ndarray, step_s: float, duration_s: float,
+                 rule) -> list[tuple[int, int, float, float]]:
+    """(first step, last step, start_s, end_s) of each segment ``rule`` cuts from per-step probabilities;
+    ``rule``: anything with threshold, min_segment_s, merge_gap_s and keep_threshold (AnalysisSettings as
+    ``decision_rule`` fills them, bootstrap.DecisionRule). The one place the analysis, the training
+    scorer and the build's rule search turn scores into segments."""
+    runs = segments_from_scores(times_s, probs, step_s, rule.threshold, rule.min_segment_s, rule.merge_gap_s,
+                                rule.keep_threshold)
+    return [(a, b, *_segment_bounds(times_s, a, b, step_s, duration_s)) for a, b in runs]
 
 
 def _segment_bounds(times_s: np.ndarray, first: int, last: int, step_s: float, duration_s: float):
@@ -423,13 +438,10 @@ def _fuse_and_explain(model, evidence: VideoEvidence, settings: AnalysisSettings
     inputs, prob, gates = run_model(model, evidence)
     times = evidence.times_s
     step_s = 1.0 / evidence.sample_fps
-    runs = segments_from_scores(times, prob, step_s, settings.threshold, settings.min_segment_s,
-                                settings.merge_gap_s, settings.keep_threshold)
     segments = []
-    for first, last in runs:
+    for first, last, start_s, end_s in cut_segments(times, prob, step_s, evidence.video.duration_s, settings):
         steps = list(range(first, last + 1))
         ev = summarize_evidence(evidence, steps, gates[first:last + 1])
-        start_s, end_s = _segment_bounds(times, first, last, step_s, evidence.video.duration_s)
         segments.append(ThreatSegment(start_s, end_s, round(float(prob[first:last + 1].max()), 4),
                                       category_from_evidence(ev, end_s - start_s), "", ev))
     analysis = Analysis(

@@ -589,16 +589,12 @@ class DecisionRule:
 
 def predicted_segments(scored: Scored, rule: DecisionRule | float):
     """Segments exactly as ``uprm.analysis`` cuts them from the per-step probabilities."""
-    from uprm.analysis import _segment_bounds, segments_from_scores
+    from uprm.analysis import cut_segments
     from uprm.segments import Segment
 
-    rule = DecisionRule.of(rule)
-    out = []
-    for first, last in segments_from_scores(scored.times_s, scored.prob, scored.step_s, rule.threshold,
-                                            rule.min_segment_s, rule.merge_gap_s, rule.keep_threshold):
-        s, e = _segment_bounds(scored.times_s, first, last, scored.step_s, scored.duration_s)
-        out.append(Segment(scored.video_id, s, e, "threat", float(scored.prob[first:last + 1].max())))
-    return out
+    return [Segment(scored.video_id, s, e, "threat", float(scored.prob[first:last + 1].max()))
+            for first, last, s, e in cut_segments(scored.times_s, scored.prob, scored.step_s, scored.duration_s,
+                                                  DecisionRule.of(rule))]
 
 
 def gt_segments(composed: ComposedSet):

@@ -13,7 +13,7 @@ else the registry's current version, else ``base`` (a preset such as "small", or
 score it on the held-out videos; fine-tune on the train videos; score again; register. Scores are the
 paper's: frame-level FNR and F2, class-agnostic mAP at tIoU 0.1 / 0.3 / 0.5 and their average, with the
 segments read off the per-step threat probabilities exactly as ``uprm.analysis`` does
-(``segments_from_scores`` with the analysis defaults); ROUGE-L and BLEU of generated causes optionally.
+(``cut_segments`` with the analysis defaults); ROUGE-L and BLEU of generated causes optionally.
 """
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ def predict_segments(model, feats: VideoFeatures, video_id: str, threshold: floa
     import numpy as np
     import torch
 
-    from uprm.analysis import AnalysisSettings, _segment_bounds, decision_rule, segments_from_scores
+    from uprm.analysis import AnalysisSettings, cut_segments, decision_rule
     from uprm.segments import Segment
 
     rule = decision_rule(AnalysisSettings(threshold=threshold, min_segment_s=min_segment_s,
@@ -70,9 +70,7 @@ def predict_segments(model, feats: VideoFeatures, video_id: str, threshold: floa
     prob = out.threat_prob[0][keep].float().cpu().numpy()
     times = x.times_s[0][keep].float().cpu().numpy().astype(np.float64)
     segs = []
-    for first, last in segments_from_scores(times, prob, feats.step_s, rule.threshold, rule.min_segment_s,
-                                            rule.merge_gap_s, rule.keep_threshold):
-        start, end = _segment_bounds(times, first, last, feats.step_s, feats.duration_s)
+    for first, last, start, end in cut_segments(times, prob, feats.step_s, feats.duration_s, rule):
         segs.append(Segment(video_id, start, end, "threat", round(float(prob[first:last + 1].max()), 4)))
     return segs, prob
 
