@@ -208,7 +208,7 @@ def test_alpha_figure_groups_mean_gates_by_alpha():
 
 
 def test_decision_rule_comes_from_the_checkpoint_unless_given():
-    from uprm.analysis import AnalysisSettings, decision_rule
+    from uprm.analysis import AnalysisSettings, DecisionRule, decision_rule
     from uprm.model import UPRMConfig
 
     cfg = UPRMConfig.tiny(threat_threshold=0.7, threat_min_segment_s=2.0, threat_merge_gap_s=3.0)
@@ -216,11 +216,14 @@ def test_decision_rule_comes_from_the_checkpoint_unless_given():
     assert (own.threshold, own.min_segment_s, own.merge_gap_s) == (0.7, 2.0, 3.0)
     mixed = decision_rule(AnalysisSettings(threshold=0.3, merge_gap_s=0.5), cfg)
     assert (mixed.threshold, mixed.min_segment_s, mixed.merge_gap_s) == (0.3, 2.0, 0.5)
-    assert own.keep_threshold is None and own.rule_text() == "threshold 0.7"
+    assert own.keep_threshold is None and own.rule().text() == "threshold 0.7"
+    assert own.rule() == DecisionRule(0.7, 2.0, 3.0) == DecisionRule.from_config(cfg)  # one typed rule
+    with pytest.raises(ValueError, match="decision_rule"):  # unfilled settings are no rule yet
+        AnalysisSettings(min_segment_s=1.0).rule()
     # hysteresis from the checkpoint applies below the threshold; a threshold picked under it leaves none
     cfg = UPRMConfig.tiny(threat_threshold=0.9, threat_keep_threshold=0.4)
     assert decision_rule(AnalysisSettings(), cfg).keep_threshold == 0.4
-    assert decision_rule(AnalysisSettings(), cfg).rule_text() == "threshold 0.9, segments widened while >= 0.4"
+    assert decision_rule(AnalysisSettings(), cfg).rule().text() == "threshold 0.9, segments widened while >= 0.4"
     assert decision_rule(AnalysisSettings(threshold=0.6), cfg).keep_threshold == 0.4
     assert decision_rule(AnalysisSettings(threshold=0.3), cfg).keep_threshold is None
     assert decision_rule(AnalysisSettings(keep_threshold=0.7), cfg).keep_threshold == 0.7

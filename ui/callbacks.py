@@ -179,7 +179,7 @@ def run_analysis(services: Services, path: str | None, layers: list[str], thresh
         except Exception as exc:  # the analysis stands even if the store is unavailable
             stored = f" · not stored for review: {friendly(exc)}"
         summary = (f"{len(a.segments)} threat segment(s)" if a.segments else "no threat found") + \
-            f" in {a.video.duration_s:.1f} s · model {a.model_id} · {a.settings.rule_text()}{stored}"
+            f" in {a.video.duration_s:.1f} s · model {a.model_id} · {a.settings.rule().text()}{stored}"
         warn = ("  \nWarning: " + "; ".join(a.warnings)) if a.warnings else ""
         yield (status(f"done: {summary}", 1.0) + warn, timeline_figure(a), segment_rows(a),
                gr.skip(), page_meta(a), session)

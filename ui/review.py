@@ -56,7 +56,7 @@ def record_analysis(services: Services, session: StudioSession) -> int | None:
 
     store = services.store()
     vid = store.add_video(VideoRecord.from_video_info(a.video, name=Path(a.video.path).stem))
-    settings = {**a.settings.rule(), "sample_fps": a.settings.sample_fps,  # the rule as applied
+    settings = {**vars(a.settings.rule()), "sample_fps": a.settings.sample_fps,  # the rule as applied
                 "ablation": list(a.settings.ablation), "seed": a.settings.seed}
     store.add_analysis(vid, a.model_id, settings, [s.to_segment(a.video_id) for s in a.segments],
                        model_version=a.model_id)

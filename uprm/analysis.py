@@ -48,12 +48,40 @@ class AnalysisSettings:
             if value is not None and value < 0:
                 raise ValueError(f"{name} must be >= 0 seconds, got {value}")
 
-    def rule(self) -> dict:
-        """The decision-rule fields (as an Analysis records them: filled in), e.g. for the review store."""
-        return {k: getattr(self, k) for k in ("threshold", "min_segment_s", "merge_gap_s", "keep_threshold")}
+    def rule(self) -> "DecisionRule":
+        """The decision rule these settings apply (as an Analysis records them: ``decision_rule`` filled in
+        every field the checkpoint's config was to give)."""
+        if None in (self.threshold, self.min_segment_s, self.merge_gap_s):
+            raise ValueError("the decision rule is not filled in yet: pass the settings through decision_rule()")
+        return DecisionRule(self.threshold, self.min_segment_s, self.merge_gap_s, self.keep_threshold)
 
-    def rule_text(self) -> str:
-        """The decision rule in a few words (settings as an Analysis records them: filled in)."""
+
+@dataclass(frozen=True)
+class DecisionRule:
+    """How per-step threat probabilities become segments (``cut_segments``). A checkpoint carries the one it
+    was tuned with in its config (``config_fields``); ``AnalysisSettings`` may override any field."""
+
+    threshold: float  # per-step threat probability that opens a segment
+    min_segment_s: float = 1.0  # shorter runs are dropped as flicker
+    merge_gap_s: float = 1.0  # runs closer than this are one segment
+    keep_threshold: float | None = None  # hysteresis: a segment reaches out while prob >= this (None: none)
+
+    @classmethod
+    def of(cls, rule: "DecisionRule | float") -> "DecisionRule":
+        return rule if isinstance(rule, DecisionRule) else cls(float(rule))
+
+    @classmethod
+    def from_config(cls, config) -> "DecisionRule":
+        keep = config.threat_keep_threshold
+        return cls(float(config.threat_threshold), float(config.threat_min_segment_s),
+                   float(config.threat_merge_gap_s), None if keep is None else float(keep))
+
+    def config_fields(self) -> dict:
+        return {"threat_threshold": self.threshold, "threat_min_segment_s": self.min_segment_s,
+                "threat_merge_gap_s": self.merge_gap_s, "threat_keep_threshold": self.keep_threshold}
+
+    def text(self) -> str:
+        """The rule in a few words, for a run summary."""
         text = f"threshold {self.threshold:g}"
         if self.keep_threshold is not None:
             text += f", segments widened while >= {self.keep_threshold:g}"
@@ -148,13 +176,15 @@ def decision_rule(settings: AnalysisSettings, config) -> AnalysisSettings:
     """``settings`` with every decision-rule field left None filled from the checkpoint's config. The
     hysteresis level applies only below the threshold: a threshold chosen under the checkpoint's keep
     level leaves none (keep_threshold stays None)."""
-    threshold = float(config.threat_threshold if settings.threshold is None else settings.threshold)
-    keep = config.threat_keep_threshold if settings.keep_threshold is None else settings.keep_threshold
-    return replace(settings, threshold=threshold,
-                   min_segment_s=float(config.threat_min_segment_s if settings.min_segment_s is None
-                                       else settings.min_segment_s),
-                   merge_gap_s=float(config.threat_merge_gap_s if settings.merge_gap_s is None
-                                     else settings.merge_gap_s),
+    own = DecisionRule.from_config(config)
+
+    def pick(name: str):
+        value = getattr(settings, name)
+        return getattr(own, name) if value is None else value
+
+    threshold, keep = float(pick("threshold")), pick("keep_threshold")
+    return replace(settings, threshold=threshold, min_segment_s=float(pick("min_segment_s")),
+                   merge_gap_s=float(pick("merge_gap_s")),
                    keep_threshold=float(keep) if keep is not None and keep < threshold else None)
 
 
@@ -198,11 +228,9 @@ def segments_from_scores(times_s: np.ndarray, probs: np.ndarray, step_s: float, 
 
 
 def cut_segments(times_s: np.ndarray, probs: np.ndarray, step_s: float, duration_s: float,
-                 rule) -> list[tuple[int, int, float, float]]:
-    """(first step, last step, start_s, end_s) of each segment ``rule`` cuts from per-step probabilities;
-    ``rule``: anything with threshold, min_segment_s, merge_gap_s and keep_threshold (AnalysisSettings as
-    ``decision_rule`` fills them, bootstrap.DecisionRule). The one place the analysis, the training
-    scorer and the build's rule search turn scores into segments."""
+                 rule: DecisionRule) -> list[tuple[int, int, float, float]]:
+    """(first step, last step, start_s, end_s) of each segment ``rule`` cuts from per-step probabilities.
+    The one place the analysis, the training scorer and the build's rule search turn scores into segments."""
     runs = segments_from_scores(times_s, probs, step_s, rule.threshold, rule.min_segment_s, rule.merge_gap_s,
                                 rule.keep_threshold)
     return [(a, b, *_segment_bounds(times_s, a, b, step_s, duration_s)) for a, b in runs]
@@ -439,7 +467,8 @@ def _fuse_and_explain(model, evidence: VideoEvidence, settings: AnalysisSettings
     times = evidence.times_s
     step_s = 1.0 / evidence.sample_fps
     segments = []
-    for first, last, start_s, end_s in cut_segments(times, prob, step_s, evidence.video.duration_s, settings):
+    for first, last, start_s, end_s in cut_segments(times, prob, step_s, evidence.video.duration_s,
+                                                    settings.rule()):
         steps = list(range(first, last + 1))
         ev = summarize_evidence(evidence, steps, gates[first:last + 1])
         segments.append(ThreatSegment(start_s, end_s, round(float(prob[first:last + 1].max()), 4),

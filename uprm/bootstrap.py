@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from uprm.analysis import DecisionRule, cut_segments
+
 THREATS_PER_CLIP_P = (0.25, 0.45, 0.30)  # P(0), P(1), P(2) threat events per composed clip
 CHECKPOINT_VERSION = "uprm-small-bootstrap-v8"
 Say = Callable[[str], None]
@@ -561,35 +563,8 @@ def score_video(model, evidence, video_id: str, ablation: tuple[str, ...] = ()) 
                   np.asarray(evidence.times_s, dtype=np.float64), prob.astype(np.float64), gates.astype(np.float64))
 
 
-@dataclass(frozen=True)
-class DecisionRule:
-    """How per-step probabilities become segments (``uprm.analysis.segments_from_scores``); a shipped
-    checkpoint carries the one it was tuned with in its config (threat_threshold, threat_min_segment_s,
-    threat_merge_gap_s, threat_keep_threshold)."""
-
-    threshold: float
-    min_segment_s: float = 1.0
-    merge_gap_s: float = 1.0
-    keep_threshold: float | None = None  # hysteresis: a segment reaches out while prob >= this (None: threshold)
-
-    @classmethod
-    def of(cls, rule: "DecisionRule | float") -> "DecisionRule":
-        return rule if isinstance(rule, DecisionRule) else cls(float(rule))
-
-    @classmethod
-    def from_config(cls, config) -> "DecisionRule":
-        keep = config.threat_keep_threshold
-        return cls(float(config.threat_threshold), float(config.threat_min_segment_s),
-                   float(config.threat_merge_gap_s), None if keep is None else float(keep))
-
-    def config_fields(self) -> dict:
-        return {"threat_threshold": self.threshold, "threat_min_segment_s": self.min_segment_s,
-                "threat_merge_gap_s": self.merge_gap_s, "threat_keep_threshold": self.keep_threshold}
-
-
 def predicted_segments(scored: Scored, rule: DecisionRule | float):
     """Segments exactly as ``uprm.analysis`` cuts them from the per-step probabilities."""
-    from uprm.analysis import cut_segments
     from uprm.segments import Segment
 
     return [Segment(scored.video_id, s, e, "threat", float(scored.prob[first:last + 1].max()))

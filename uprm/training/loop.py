@@ -62,7 +62,7 @@ def predict_segments(model, feats: VideoFeatures, video_id: str, threshold: floa
     from uprm.segments import Segment
 
     rule = decision_rule(AnalysisSettings(threshold=threshold, min_segment_s=min_segment_s,
-                                          merge_gap_s=merge_gap_s), model.config)
+                                          merge_gap_s=merge_gap_s), model.config).rule()
     x = feats.inputs.to(model.device)
     with torch.no_grad():
         out = model(x)
