@@ -103,6 +103,10 @@ RECIPE = bs.TrainRecipe(lr=1e-3, epochs=1, batch_size=8, seed=0, fusion_lr=1e-4)
 SPREAD_SEEDS = (1, 2)
 VARIANT_EPOCHS = 16  # the alpha variants' warm-up: shorter than the default's to keep the rebuild near an hour
 ALPHAS = (0.0, 0.05, 0.2, 0.8)
+# The kind head (which kind of threat a step is) is fitted on the trained default, its fusion frozen
+# (uprm.training.kinds): on the training and fold clips' GT events, for as many epochs as its fold twin's
+# head (fitted on the fold clips) names validation events' kinds best with.
+KIND_EPOCHS = (5, 12, 30)
 DEFAULT_OUT = ROOT / "assets" / "uprm-small"
 VARIANTS_OUT = ROOT / "assets" / "alpha_variants"
 
@@ -216,6 +220,35 @@ def train_twins(recipe: bs.TrainRecipe, data: Path, fold_data: Path, run_dir: Pa
     return Twins(train(recipe, [data], run_dir, init), twin, rule, at_rule)
 
 
+def fit_kind_heads(default: Twins, sets: Sets, ev_train: dict, ev_val: dict, rule: bs.DecisionRule,
+                   out_dir: Path) -> dict:
+    """The default with a kind head, saved in ``out_dir``: its epochs (KIND_EPOCHS) picked by the fold twin's
+    head on validation (events whose kind it names at their GT bounds), then fitted on the training and
+    fold clips. Only the head learns; the fusion, and so every detection figure, stays as trained."""
+    from dataclasses import asdict
+
+    from uprm.model import build_model
+    from uprm.training.kinds import KindFitSettings
+
+    candidates = []
+    for epochs in KIND_EPOCHS:
+        twin = build_model(str(default.fold.out_dir))
+        fit = bs.fit_kinds(twin, [sets.fold], ev_train, KindFitSettings(epochs=epochs))
+        scored = [bs.score_video(twin, ev_val[c.path], c.video_id) for c in sets.val.clips]
+        cats = bs.category_scores(sets.val, ev_val, scored, twin.config.event_kinds, rule)
+        candidates.append({"epochs": epochs, "validation_at_gt_bounds": cats["at_gt_bounds"],
+                           "validation_shown": cats["shown"], "fit": asdict(fit)})
+        say(f"fold kind head {epochs} epochs: validation kinds right at GT bounds "
+            f"{cats['at_gt_bounds']['right']}/{cats['at_gt_bounds']['of']}")
+    best = max(candidates, key=lambda c: (c["validation_at_gt_bounds"]["right"], -c["epochs"]))
+    model = build_model(str(default.run.out_dir))
+    fit = bs.fit_kinds(model, [sets.train, sets.fold], ev_train, KindFitSettings(epochs=best["epochs"]))
+    model.save_pretrained(out_dir)
+    say(f"kind head: {best['epochs']} epochs, {fit}")
+    return {"candidates": candidates, "chosen_epochs": best["epochs"], "fit": asdict(fit),
+            "by": "the fold twin's head on validation: GT events whose kind it names at their bounds"}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, default=work_dir(), help="data and run folder (default %(default)s)")
@@ -234,7 +267,11 @@ def main() -> int:
 
     sets = build_sets(work)
     report.update({f"{name}_set": getattr(sets, name).summary() for name in ("train", "fold", "val", "heldout")})
-    report["train_perception_s"] = sum(bs.perceive_set(s, progress=say)[1] for s in (sets.train, sets.fold))
+    ev_train, report["train_perception_s"] = {}, 0.0
+    for composed in (sets.train, sets.fold):
+        evidence, seconds = bs.perceive_set(composed, progress=say)
+        ev_train.update(evidence)
+        report["train_perception_s"] += seconds
     val = sets.val
     ev_val, _ = bs.perceive_set(val, progress=say)
     data = bs.write_instructions(sets.train, work / "train" / "instructions.json")
@@ -270,7 +307,8 @@ def main() -> int:
     report["decision_rule"] = {"rule": vars(rule), "tuned_on": "validation set, by the fold twin", "grid": RULE_GRID,
                                "objective": bs.OBJECTIVE, "validation_at_rule": default.at_rule}
     say(f"decision rule {rule} (the fold twin on validation: {json.dumps(default.at_rule)})")
-    report["default_files"] = bs.ship_checkpoint(default.run.out_dir, DEFAULT_OUT, bs.CHECKPOINT_VERSION,
+    report["kind_head"] = fit_kind_heads(default, sets, ev_train, ev_val, rule, runs / "default_kinds")
+    report["default_files"] = bs.ship_checkpoint(runs / "default_kinds", DEFAULT_OUT, bs.CHECKPOINT_VERSION,
                                                  config_overrides=rule.config_fields())
     say(f"shipped {DEFAULT_OUT}: {report['default_files']}")
 

@@ -146,6 +146,7 @@ def main() -> int:
     build = json.loads(build_report_path.read_text()) if build_report_path.is_file() else {}
     ev_val, _ = bs.perceive_set(val, progress=say)
     ev_test, t_test = bs.perceive_set(test, progress=say)
+    ev_fold, _ = bs.perceive_set(sets.fold, progress=say)  # the fold twin's clips (kind head, evidence probe)
     ev_normal, t_normal = bs.perceive_all([str(p) for p in NORMAL_FOOTAGE + [STUDIO_SAMPLE] if p.is_file()],
                                           progress=say)
 
@@ -178,7 +179,20 @@ def main() -> int:
         pairs = bs.cause_pairs(model, test, ev_test, scored_by_id, rule)
         results["heldout"]["text"] = bs.text_metrics(pairs)
         results["heldout"]["text"]["generation_s"] = round(time.perf_counter() - t1, 1)
+        results["heldout"]["text"]["kinds_named"] = bs.cause_kinds(pairs)
         results["cause_pairs"] = pairs
+    # which kind each event is: the shipped kind head (and, for comparison, the evidence rules the studio
+    # used before it) held-out, and the fold twin's head, as the build fitted it to pick its epochs, on validation
+    results["categories"] = {"heldout": bs.category_scores(test, ev_test, held, model.config.event_kinds, rule)}
+    if model.config.event_kinds:
+        from uprm.training.kinds import KindFitSettings
+
+        chosen_kind = (build.get("kind_head") or {}).get("chosen_epochs") or KindFitSettings().epochs
+        bs.fit_kinds(twin, [sets.fold], ev_fold, KindFitSettings(epochs=chosen_kind))
+        results["categories"]["validation"] = bs.category_scores(val, ev_val, score_set(twin, val, ev_val),
+                                                                 twin.config.event_kinds, rule)
+        twin = build_model(str(twin_dir))  # the ablation rows below tune rules with the twin as the build did
+    say(f"categories: {json.dumps(results['categories'])}")
     say(f"held-out: {json.dumps({k: v for k, v in results['heldout'].items() if k != 'gates'})}")
 
     normal = [bs.score_video(model, ev_normal[str(p)], p.stem) for p in NORMAL_FOOTAGE if str(p) in ev_normal]
@@ -232,14 +246,13 @@ def main() -> int:
     from evidence_probe import run as probe_evidence
 
     # it learns from the fold set, as the twin whose validation AUC it is compared with
-    ev_fold, _ = bs.perceive_set(sets.fold, progress=say)
     results["evidence_probe"] = probe_evidence([(sets.fold, ev_fold), (val, ev_val), (test, ev_test)], model.config)
 
     results["perception_s"] = {"heldout": round(t_test, 1), "normal": round(t_normal, 1)}
     results["build"] = {k: build.get(k) for k in ("threat_recipe", "recipe", "train_perception_s",
                                                   "warmup_selection", "decision_rule",
                                                   "warmup_run", "default_run", "fold_default_run", "no_ptr_run",
-                                                  "seed_spread",
+                                                  "seed_spread", "kind_head",
                                                   "default_files",
                                                   "started", "finished")}
     results["evaluation_s"] = round(time.perf_counter() - t0, 1)
@@ -277,6 +290,35 @@ def localisation_lines(loc: dict | None) -> list[str]:
             .format(loc["start_error_s"], loc["end_error_s"], loc["abs_start_error_s"], loc["abs_end_error_s"])
             + f"{loc['n_joined']} of them share their segment with another event of the clip (two threats "
             "reported as one alarm).", ""]
+
+
+def category_lines(cats: dict, named: dict | None) -> list[str]:
+    """Which kind each event is said to be: the shown category and the generated cause's wording."""
+    h = cats.get("heldout")
+    if not h:
+        return []
+
+    def right(x: dict) -> str:
+        return f"{x['right']} of {x['of']}"
+
+    def confusion(x: dict) -> str:
+        return "; ".join(f"{k} -> " + ", ".join(f"{c} {n}" for c, n in v.items()) for k, v in x["confusion"].items())
+
+    out = [f"**Which kind of threat** ({h['n_events']} held-out events; the category the studio shows for the "
+           f"predicted segment overlapping each event most): right for {right(h['shown'])} ("
+           + ("the kind head" if h["at_gt_bounds"]["of"] else "rules over the evidence")
+           + f"; {confusion(h['shown'])})."]
+    if h["at_gt_bounds"]["of"]:
+        v = cats.get("validation")
+        out[-1] += (f" Over each event's own GT bounds the kind head names {right(h['at_gt_bounds'])}"
+                    + (f" (validation, its fold twin: {right(v['at_gt_bounds'])})" if v else "")
+                    + f". The rules over the evidence the studio used before would name {right(h['rules'])} of "
+                    f"the same segments ({confusion(h['rules'])}).")
+    if named:
+        out[-1] += (f" The generated causes name the event's kind alone for {named['right']} of {named['n']}, "
+                    f"among others for {named['mixed']}, only other kinds for {named['wrong']}, no kind for "
+                    f"{named['unnamed']} (by the compositor's wording for each kind).")
+    return out + [""]
 
 
 def write_card_section(r: dict) -> None:
@@ -323,6 +365,17 @@ def write_card_section(r: dict) -> None:
             lines += [f"**Warm-up length**, picked by the fold twins on the validation set ({bs.OBJECTIVE}, "
                       "each at its own tuned rule): " + "; ".join(f"{c['epochs']} epochs {c['objective']:.3f}" for c in sel["candidates"])
                       + f" -> {sel['chosen_epochs']} epochs.", ""]
+        kh = b.get("kind_head") or {}
+        if kh.get("candidates"):
+            fit = kh["fit"]
+            lines += [f"**Kind head**, fitted on the trained default with its fusion frozen, on the training and "
+                      f"fold clips' GT events ({', '.join(f'{k} {n}' for k, n in fit['steps_by_kind'].items())} "
+                      f"steps; loss {fit['loss_first_epoch']:.3f} -> {fit['loss_last_epoch']:.3f}, balanced step "
+                      f"accuracy there {pct(fit['step_accuracy'])} %). Epochs picked by the fold twin's head "
+                      "(fitted on the fold clips) on validation, GT events whose kind it names at their bounds: "
+                      + "; ".join(f"{c['epochs']} epochs {c['validation_at_gt_bounds']['right']}/"
+                                  f"{c['validation_at_gt_bounds']['of']}" for c in kh["candidates"])
+                      + f" -> {kh['chosen_epochs']} epochs.", ""]
     dr = r["decision_rule"]
     ru, dv = dr["rule"], dr["validation"]
     lines += [f"**Decision rule** (how per-step probabilities become segments): threshold {ru['threshold']:.2f}, "
@@ -351,6 +404,7 @@ def write_card_section(r: dict) -> None:
               f"Threat-free held-out clips (some with pasted harmless walkers) that raise an alarm: "
               f"{h['threat_free_flagged']} of {h['threat_free_clips']}.", "",
               *localisation_lines(h.get("localisation")),
+              *category_lines(r.get("categories") or {}, t.get("kinds_named")),
               f"Targets of the issue: mAP@0.5 >= 60: {met(h['map']['0.5'] >= 0.6)}; FNR <= 20 %: "
               f"{met(not math.isnan(h['fnr']) and h['fnr'] <= 0.2)}; <= 1 false alarm per 10 min on real normal footage: "
               f"{met(nf['per_10_min'] <= 1)}.", ""]

@@ -67,6 +67,18 @@ def test_shipped_checkpoint_gives_identical_outputs_twice(shipped):
     assert shipped.answer(x, q, max_new_tokens=8) == again.answer(x, q, max_new_tokens=8)
 
 
+def test_shipped_checkpoint_names_the_compositors_threat_kinds(shipped):
+    from uprm.compose.events import THREAT_KINDS
+
+    assert set(shipped.config.event_kinds) == set(THREAT_KINDS) and shipped.kind_head is not None
+    x = random_expert_inputs(shipped.config, num_steps=12, seed=5)
+    with torch.no_grad():
+        kinds = shipped(x).kind_logits.softmax(-1)
+    torch.testing.assert_close(kinds.sum(-1), torch.ones(1, 12))
+    fresh = build_model(str(SHIPPED)).with_kind_head(shipped.config.event_kinds).kind_head
+    assert not torch.equal(fresh.out.weight, shipped.kind_head.out.weight)  # fitted, not a fresh draw
+
+
 def test_a_corrupt_shipped_checkpoint_is_a_clear_error(tmp_path, monkeypatch):
     bad = tmp_path / "uprm-small"
     shutil.copytree(SHIPPED, bad, symlinks=True)

@@ -72,6 +72,8 @@ def test_teaching_view_says_when_a_switch_is_already_the_models_own(tmp_path):
     assert "no_vbe" in model.ablation.active  # the shipped default (see assets/MODEL_CARD.md)
     evidence = perceive(SAMPLE_VIDEO)
     analysis = analyze(SAMPLE_VIDEO, model, AnalysisSettings(explain=False), evidence=evidence)
+    # categories come from the shipped kind head: one of the kinds it was fitted on
+    assert analysis.segments and all(s.category in model.config.event_kinds for s in analysis.segments)
     session = StudioSession(video_path=str(SAMPLE_VIDEO), analysis=analysis, evidence=evidence)
     _, note, _ = compare_ablation(services, "w/o VBE", session)
     assert "trained with no_vbe, so here it is unchanged" in note

@@ -301,8 +301,7 @@ def alpha_view(services: Services, session: StudioSession):
         gates = {}
         with services.model_lock:
             for alpha, model in variants.items():
-                _, _, g = run_model(model, session.evidence)
-                gates[alpha] = g.tolist()
+                gates[alpha] = run_model(model, session.evidence).gates.tolist()
         note = (f"Router variants trained with L = threat BCE + alpha * L_z at alpha = "
                 f"{', '.join(f'{a:g}' for a in sorted(gates))}: the same composed training data, recipe and random "
                 "start, only alpha differs; run on this video. alpha only acts during training, so each bar "

@@ -23,7 +23,7 @@ import numpy as np
 from uprm.analysis import DecisionRule, cut_segments
 
 THREATS_PER_CLIP_P = (0.25, 0.45, 0.30)  # P(0), P(1), P(2) threat events per composed clip
-CHECKPOINT_VERSION = "uprm-small-bootstrap-v8"
+CHECKPOINT_VERSION = "uprm-small-bootstrap-v9"
 Say = Callable[[str], None]
 
 
@@ -381,17 +381,17 @@ def run_key(what: Sequence[str], inputs: Sequence[str | Path] = (), init: str | 
 
 def preset_config(name: str, **overrides) -> dict | None:
     """The config a random start named ``name`` ("small-untrained", "tiny", ...) is built from, with
-    ``overrides`` (e.g. seed), as a dict without the decision rule's fields (``DecisionRule.config_fields``:
-    picked after training, they change no weight, so a new one must not retrain); None when ``name`` is
-    no preset."""
+    ``overrides`` (e.g. seed), as a dict without the fields set after training (the decision rule's,
+    ``DecisionRule.config_fields``, and ``event_kinds``, whose head is fitted on the trained model): they
+    change no weight the training learns, so a new one must not retrain; None when ``name`` is no preset."""
     from uprm.model import UPRMConfig
     from uprm.model.io import PRESETS, UNTRAINED_SMALL
 
     preset = "small" if name == UNTRAINED_SMALL else name
     if preset not in PRESETS:
         return None
-    rule_fields = DecisionRule(0.5).config_fields()
-    return {k: v for k, v in getattr(UPRMConfig, preset)(**overrides).to_dict().items() if k not in rule_fields}
+    after_training = {*DecisionRule(0.5).config_fields(), "event_kinds"}
+    return {k: v for k, v in getattr(UPRMConfig, preset)(**overrides).to_dict().items() if k not in after_training}
 
 
 def finished_run(out_dir: str | Path, argv: list[str], key: str | None = None) -> TrainRun | None:
@@ -551,6 +551,7 @@ class Scored:
     times_s: np.ndarray  # (T,)
     prob: np.ndarray  # (T,)
     gates: np.ndarray  # (T, 4): R_hpe, R_ore, R_vbe, 1 - G
+    kind_prob: np.ndarray | None = None  # (T, K) over the model's event_kinds; None without a kind head
 
 
 def score_video(model, evidence, video_id: str, ablation: tuple[str, ...] = ()) -> Scored:
@@ -558,9 +559,10 @@ def score_video(model, evidence, video_id: str, ablation: tuple[str, ...] = ()) 
     from uprm.analysis import ablated, run_model
 
     with ablated(model, ablation):
-        _, prob, gates = run_model(model, evidence)
+        run = run_model(model, evidence)
     return Scored(video_id, float(evidence.video.duration_s), 1.0 / evidence.sample_fps,
-                  np.asarray(evidence.times_s, dtype=np.float64), prob.astype(np.float64), gates.astype(np.float64))
+                  np.asarray(evidence.times_s, dtype=np.float64), run.prob.astype(np.float64),
+                  run.gates.astype(np.float64), None if run.kind_prob is None else run.kind_prob.astype(np.float64))
 
 
 def predicted_segments(scored: Scored, rule: DecisionRule | float):
@@ -750,15 +752,95 @@ def false_alarms(scored: Sequence[Scored], rule: DecisionRule | float) -> dict:
             "per_10_min": n * 600.0 / total_s if total_s else float("nan")}
 
 
+# ------------------------------------------------------------------------------------ event kinds
+
+
+def kind_videos(model, composed_sets: Sequence[ComposedSet], evidences: dict) -> list[tuple[object, np.ndarray]]:
+    """(ExpertInputs, per-step kind targets) of every clip, for ``uprm.training.kinds.fit_kind_head``."""
+    from uprm.featurize import featurize
+    from uprm.training.kinds import kind_targets
+
+    out = []
+    for composed in composed_sets:
+        for c in composed.clips:
+            ev = evidences[c.path]
+            events = [(s, e, k) for (s, e), k in zip(c.segments_s, c.labels)]
+            out.append((featurize(ev, model.config), kind_targets(ev.times_s, events, model.config.event_kinds)))
+    return out
+
+
+def fit_kinds(model, composed_sets: Sequence[ComposedSet], evidences: dict, settings=None):
+    """Give ``model`` a kind head over the compositor's threat kinds, fitted on these clips' GT events
+    (the fusion's weights do not change); returns the ``KindFitResult``."""
+    from uprm.compose.events import THREAT_KINDS
+    from uprm.training.kinds import KindFitSettings, fit_kind_head
+
+    model.with_kind_head(THREAT_KINDS)
+    return fit_kind_head(model, kind_videos(model, composed_sets, evidences), settings or KindFitSettings())
+
+
+def category_scores(composed: ComposedSet, evidences: dict, scored: Sequence[Scored], kinds: Sequence[str],
+                    rule: DecisionRule | float) -> dict:
+    """How often the category is the GT event's kind, per GT threat. ``at_gt_bounds``: the kind head over
+    the GT event's own steps (how well it tells kinds apart, whatever the segments); ``shown``: what the
+    analysis shows for the predicted segment overlapping the event most (the kind head's category, or
+    the evidence rules' without a kind head); ``rules``: ``category_from_evidence`` on that segment.
+    Each: right, of (events with a category), and the confusion {GT kind: {category: n}}."""
+    from uprm.analysis import category_from_evidence, category_from_kinds, summarize_evidence
+
+    by_id = {s.video_id: s for s in scored}
+    kinds = tuple(kinds)
+    rows = []
+    for c in composed.clips:
+        sc, ev = by_id.get(c.video_id), evidences[c.path]
+        if sc is None:
+            continue
+        preds = predicted_segments(sc, rule)
+        for (gs, ge), kind in zip(c.segments_s, c.labels):
+            row = {"kind": kind, "at_gt_bounds": None, "shown": None, "rules": None}
+            if sc.kind_prob is not None:
+                row["at_gt_bounds"] = category_from_kinds(sc.kind_prob[_segment_steps(sc, gs, ge)], kinds)
+            if (match := _matched_segment(preds, gs, ge)) is not None:
+                p = preds[match]
+                steps = _segment_steps(sc, p.start_s, p.end_s)
+                row["rules"] = category_from_evidence(
+                    summarize_evidence(ev, steps, sc.gates[steps[0]:steps[-1] + 1]), p.end_s - p.start_s)
+                row["shown"] = (row["rules"] if sc.kind_prob is None
+                                else category_from_kinds(sc.kind_prob[steps[0]:steps[-1] + 1], kinds))
+            rows.append(row)
+
+    def tally(key: str) -> dict:
+        known = [r for r in rows if r[key] is not None]
+        return {"right": sum(r[key] == r["kind"] for r in known), "of": len(known),
+                "confusion": {k: dict(sorted(Counter(r[key] for r in known if r["kind"] == k).items()))
+                              for k in sorted({r["kind"] for r in known})}}
+
+    return {"n_events": len(rows), **{key: tally(key) for key in ("at_gt_bounds", "shown", "rules")}}
+
+
+def _matched_segment(preds: Sequence, start_s: float, end_s: float) -> int | None:
+    """Index of the predicted segment overlapping the GT event (start_s, end_s) most (tIoU), or None."""
+    from uprm.segments import tiou
+
+    overlaps = [tiou((start_s, end_s), (p.start_s, p.end_s)) for p in preds]
+    return int(np.argmax(overlaps)) if overlaps and max(overlaps) > 0 else None
+
+
+def _segment_steps(scored: Scored, start_s: float, end_s: float) -> list[int]:
+    """The steps whose half-step span lies inside (start_s, end_s); the nearest step when none does."""
+    t, half = scored.times_s, scored.step_s / 2
+    steps = [i for i in range(len(t)) if start_s - 1e-6 <= t[i] - half and t[i] + half <= end_s + 1e-6]
+    return steps or [int(np.argmin(np.abs(t - (start_s + end_s) / 2)))]
+
+
 def cause_pairs(model, composed: ComposedSet, evidences: dict, scored: dict[str, Scored], rule: DecisionRule | float,
                 max_new_tokens: int = 48) -> list[dict]:
     """One (GT cause, generated cause) pair per GT threat: the cause the analysis pipeline writes for the
-    predicted segment that overlaps the GT segment most (tIoU), with the same prompt and evidence
-    context as ``uprm.analysis``; "" when no predicted segment overlaps it (a miss scores 0)."""
-    from uprm.analysis import evidence_context, summarize_evidence
+    predicted segment that overlaps the GT segment most (tIoU), written as ``uprm.analysis`` writes it
+    (``explain_steps``); "" when no predicted segment overlaps it (a miss scores 0)."""
+    from uprm.analysis import explain_steps
     from uprm.featurize import featurize
-    from uprm.instructions import ATTRIBUTE, attribute_answer
-    from uprm.segments import tiou
+    from uprm.instructions import attribute_answer
 
     pairs = []
     for c in composed.clips:
@@ -768,26 +850,34 @@ def cause_pairs(model, composed: ComposedSet, evidences: dict, scored: dict[str,
         preds = predicted_segments(sc, rule)
         inputs = featurize(ev, model.config)
         written: dict[int, str] = {}
-        for (gs, ge), cause in zip(c.segments_s, c.causes):
-            overlaps = [tiou((gs, ge), (p.start_s, p.end_s)) for p in preds]
-            text, match = "", None
-            if overlaps and max(overlaps) > 0:
-                match = int(np.argmax(overlaps))
+        for (gs, ge), cause, kind in zip(c.segments_s, c.causes, c.labels):
+            match = _matched_segment(preds, gs, ge)
+            text = ""
+            if match is not None:
                 if match not in written:
-                    p = preds[match]
-                    steps = [i for i, t in enumerate(sc.times_s)
-                             if p.start_s - 1e-6 <= t - sc.step_s / 2 and t + sc.step_s / 2 <= p.end_s + 1e-6]
-                    steps = steps or [int(np.argmin(np.abs(sc.times_s - (p.start_s + p.end_s) / 2)))]
-                    seg_ev = summarize_evidence(ev, steps, sc.gates[steps[0]:steps[-1] + 1])
-                    context = evidence_context(seg_ev, p.start_s, p.end_s, p.score)
-                    raw = model.answer(inputs.slice_steps(steps[0], steps[-1] + 1), ATTRIBUTE, context=context,
-                                       max_new_tokens=max_new_tokens)
-                    written[match] = attribute_answer(raw) or raw
+                    steps = _segment_steps(sc, preds[match].start_s, preds[match].end_s)
+                    written[match] = explain_steps(model, inputs, steps[0], steps[-1], max_new_tokens)
                 text = written[match]
-            pairs.append({"video_id": c.video_id, "gt_segment_s": [gs, ge], "reference": attribute_answer(cause),
+            pairs.append({"video_id": c.video_id, "gt_segment_s": [gs, ge], "kind": kind,
+                          "reference": attribute_answer(cause),
                           "generated": text, "matched_segment_s": None if match is None else
                           [round(preds[match].start_s, 2), round(preds[match].end_s, 2)]})
     return pairs
+
+
+def cause_kinds(pairs: Sequence[dict]) -> dict:
+    """Whether each generated cause (``cause_pairs``) names its event's kind, by the compositor's wording
+    (``uprm.compose.events.kinds_named``): "right" names it alone, "mixed" names it among others,
+    "wrong" names only other kinds, "unnamed" names none (or is empty: no segment). Word overlap
+    (ROUGE-L, BLEU, cosine) cannot tell these apart: every cause shares the attribute template."""
+    from uprm.compose.events import kinds_named
+
+    out = Counter()
+    for p in pairs:
+        named = kinds_named(p["generated"])
+        out["right" if named == {p["kind"]} else "mixed" if p["kind"] in named else "wrong" if named
+            else "unnamed"] += 1
+    return {"n": len(pairs), **{k: out[k] for k in ("right", "mixed", "wrong", "unnamed")}}
 
 
 def text_metrics(pairs: Sequence[dict]) -> dict:

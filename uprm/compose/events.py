@@ -377,6 +377,19 @@ def _source(track: SpriteTrack) -> dict:
     return {"track": track.track_id, "source_frames": [track.sprites[0].source_frame, track.sprites[-1].source_frame]}
 
 
+# Words only one kind's cause uses (the templates below), so a cause's text says which kinds it names
+CAUSE_MARKERS = {"fall": ("collapses", "stays down"), "struggle": ("grapple", "pushing and shoving"),
+                 "crowd_run": ("break into a run", "keep running"), "loiter": ("lingers", "pacing"),
+                 "left_object": ("puts an item down", "unattended")}
+
+
+def kinds_named(text: str) -> set[str]:
+    """The threat kinds whose cause wording (CAUSE_MARKERS) ``text`` uses: exactly its own kind for a
+    composed cause; a generated cause may name none, or several."""
+    low = text.lower()
+    return {kind for kind, words in CAUSE_MARKERS.items() if any(w in low for w in words)}
+
+
 def _describe(event: str, *parts: str) -> str:
     return attribute_answer(" ".join(parts)) if event in THREAT_KINDS else " ".join(parts)
 

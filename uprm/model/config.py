@@ -170,6 +170,10 @@ class UPRMConfig:
     threat_min_segment_s: float = 1.0
     threat_merge_gap_s: float = 1.0
     threat_keep_threshold: float | None = None
+    # names of the event kinds the kind head tells apart (empty: no kind head, and a segment's category
+    # comes from rules over its evidence). The threat head only says whether; the kind head says which,
+    # reading z without shaping it (see UPRMModel.kind_head). Ours, like the threat head: not in the paper.
+    event_kinds: tuple[str, ...] = ()
     ablation: Ablation = field(default_factory=Ablation)
     lm: LMConfig = field(default_factory=LMConfig)
 
@@ -178,6 +182,11 @@ class UPRMConfig:
             object.__setattr__(self, "ablation", Ablation(**self.ablation))
         if isinstance(self.lm, dict):
             object.__setattr__(self, "lm", _lm_from_dict(self.lm))
+        if isinstance(self.event_kinds, list):  # from JSON
+            object.__setattr__(self, "event_kinds", tuple(self.event_kinds))
+        if (not isinstance(self.event_kinds, tuple) or not all(isinstance(k, str) and k for k in self.event_kinds)
+                or len(set(self.event_kinds)) != len(self.event_kinds) or len(self.event_kinds) == 1):
+            raise ConfigError(f"event_kinds must be empty or two or more distinct names, got {self.event_kinds!r}")
         if not isinstance(self.ablation, Ablation) or not isinstance(self.lm, LMConfig):
             raise ConfigError("ablation must be an Ablation (or dict) and lm an LMConfig (or dict)")
         _positive(self, "d_model", "num_heads", "max_persons", "max_entities", "num_object_classes",
@@ -260,6 +269,7 @@ class UPRMConfig:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["lm"]["lora_target_modules"] = list(self.lm.lora_target_modules)
+        d["event_kinds"] = list(self.event_kinds)
         return d
 
     @classmethod

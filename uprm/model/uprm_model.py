@@ -46,10 +46,12 @@ class UPRMOutput:
     loss_ce: torch.Tensor | None = None
     loss_z: torch.Tensor | None = None  # always computed; 0 with no_ptr / no_upe
     loss_threat: torch.Tensor | None = None
+    kind_logits: torch.Tensor | None = None  # (B, T, K) over config.event_kinds; None without a kind head
 
 
 class ThreatHead(nn.Module):
-    """Per-step threat logit from z over ``context_steps`` steps centred on each step.
+    """Per-step threat logit from z over ``context_steps`` steps centred on each step (``n_out`` > 1: that
+    many logits per step, (B, T, n_out); the kind head is this head with one logit per event kind).
 
     LN -> temporal convolution (k = context_steps, channels mixed) -> GELU -> per-step linear; with
     context_steps = 1 the per-step MLP LN -> Linear -> GELU -> Linear. Why a full convolution: a threat's
@@ -61,11 +63,11 @@ class ThreatHead(nn.Module):
     evidence (a threat-free real clip's last seconds scored up to 0.54).
     """
 
-    def __init__(self, d: int, context_steps: int = 1):
+    def __init__(self, d: int, context_steps: int = 1, n_out: int = 1):
         super().__init__()
         self.norm = nn.LayerNorm(d)
         self.temporal = nn.Conv1d(d, d // 2, context_steps, padding=context_steps // 2, padding_mode="replicate")
-        self.out = nn.Conv1d(d // 2, 1, 1)
+        self.out = nn.Conv1d(d // 2, n_out, 1)
 
     def forward(self, z: torch.Tensor, step_mask: torch.Tensor | None = None) -> torch.Tensor:
         z = self.norm(z)
@@ -76,7 +78,8 @@ class ThreatHead(nn.Module):
             last = (step_mask.sum(1) - 1).clamp(min=0)
             z = z.gather(1, torch.minimum(t[None], last[:, None])[..., None].expand_as(z))
         h = F.gelu(self.temporal(z.transpose(1, 2)))  # (B, T, d) -> (B, d, T) -> (B, d/2, T)
-        return self.out(h).squeeze(1)  # (B, 1, T) -> (B, T)
+        out = self.out(h)  # (B, n_out, T)
+        return out.squeeze(1) if out.shape[1] == 1 else out.transpose(1, 2)
 
 
 class UPRMModel(nn.Module):
@@ -93,6 +96,11 @@ class UPRMModel(nn.Module):
             self.router = TradeoffRouter(config)
             self.threat_head = ThreatHead(config.d_model, config.threat_context_steps)
             self.projector = VideoProjector(config.d_model, config.time_dim, language.hidden_size)
+            # drawn last, so a model with a kind head starts exactly like one without; it reads z detached
+            # (forward) and is fitted on the trained fusion (uprm.training.kinds): which kind an event is
+            # must not change where the model finds events
+            self.kind_head = (ThreatHead(config.d_model, config.threat_context_steps, len(config.event_kinds))
+                              if config.event_kinds else None)
         self.lm = language
 
     # ------------------------------------------------------------------ switches
@@ -111,6 +119,16 @@ class UPRMModel(nn.Module):
         if unknown:
             raise InputError(f"unknown ablation switch(es) {unknown}; known: {sorted(Ablation.__dataclass_fields__)}")
         self.config = replace(self.config, ablation=replace(base, **switches))
+        return self
+
+    def with_kind_head(self, kinds: Sequence[str]) -> "UPRMModel":
+        """This model with a fresh, untrained kind head over ``kinds`` (replacing any), for
+        ``uprm.training.kinds.fit_kind_head`` to fit. No other weight changes."""
+        self.config = replace(self.config, event_kinds=tuple(kinds))  # validates the names
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.config.seed)
+            self.kind_head = ThreatHead(self.config.d_model, self.config.threat_context_steps,
+                                        len(self.config.event_kinds)).to(self.device)
         return self
 
     # ------------------------------------------------------------------ fusion
@@ -156,10 +174,12 @@ class UPRMModel(nn.Module):
         else:
             loss_z = tradeoff_loss(logits, fine_enabled, sm)
         threat_logits = self.threat_head(gates.z, sm)
+        kind_logits = None if self.kind_head is None else self.kind_head(gates.z.detach(), sm)
 
         out = UPRMOutput(threat_logits=threat_logits, threat_prob=threat_logits.sigmoid(),
                          router_weights=gates.fine_weights, coarse_share=gates.coarse_share, fused=gates.z,
-                         router_logits=logits, step_mask=sm, expert_outputs=outputs, loss_z=loss_z)
+                         router_logits=logits, step_mask=sm, expert_outputs=outputs, loss_z=loss_z,
+                         kind_logits=kind_logits)
         terms = []
         if threat_targets is not None:
             out.loss_threat = threat_loss(threat_logits, threat_targets.to(threat_logits.device), sm)
