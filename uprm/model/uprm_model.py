@@ -1,4 +1,4 @@
-"""UPRMModel: four experts -> trade-off router -> per-step threat head and the language model.
+"""UPRMModel: four experts -> trade-off router -> per-step threat head (and kind head) and the language model.
 
 Tensors in, tensors out (no file I/O here: building and loading live in ``uprm.model.io`` and
 ``uprm.model.language``). ``model(inputs)`` runs the fusion only (experts, router, threat head);
