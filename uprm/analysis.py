@@ -433,6 +433,13 @@ def category_from_kinds(kind_prob: np.ndarray, kinds: tuple[str, ...]) -> str:
     return kinds[int(np.asarray(kind_prob).mean(axis=0).argmax())]
 
 
+def segment_category(ev: SegmentEvidence, duration_s: float, kind_prob: np.ndarray | None,
+                     kinds: tuple[str, ...]) -> str:
+    """What a segment is called: the kind head's category over its steps (``kind_prob``) when the model has
+    one, else the rules' over its evidence (every checkpoint without a kind head)."""
+    return category_from_evidence(ev, duration_s) if kind_prob is None else category_from_kinds(kind_prob, kinds)
+
+
 def analyze_iter(video: str | Path, model, settings: AnalysisSettings | None = None,
                  evidence: VideoEvidence | None = None, model_id: str | None = None,
                  cache_dir: str | Path | None = None) -> Iterator[AnalysisUpdate]:
@@ -489,8 +496,8 @@ def _fuse_and_explain(model, evidence: VideoEvidence, settings: AnalysisSettings
                                                     settings.rule()):
         steps = list(range(first, last + 1))
         ev = summarize_evidence(evidence, steps, gates[first:last + 1])
-        category = (category_from_evidence(ev, end_s - start_s) if fusion.kind_prob is None
-                    else category_from_kinds(fusion.kind_prob[first:last + 1], model.config.event_kinds))
+        kinds = None if fusion.kind_prob is None else fusion.kind_prob[first:last + 1]
+        category = segment_category(ev, end_s - start_s, kinds, model.config.event_kinds)
         segments.append(ThreatSegment(start_s, end_s, round(float(prob[first:last + 1].max()), 4), category,
                                       "", ev))
     analysis = Analysis(

@@ -786,7 +786,7 @@ def category_scores(composed: ComposedSet, evidences: dict, scored: Sequence[Sco
     analysis shows for the predicted segment overlapping the event most (the kind head's category, or
     the evidence rules' without a kind head); ``rules``: ``category_from_evidence`` on that segment.
     Each: right, of (events with a category), and the confusion {GT kind: {category: n}}."""
-    from uprm.analysis import category_from_evidence, category_from_kinds, summarize_evidence
+    from uprm.analysis import category_from_evidence, category_from_kinds, segment_category, summarize_evidence
 
     by_id = {s.video_id: s for s in scored}
     kinds = tuple(kinds)
@@ -803,10 +803,10 @@ def category_scores(composed: ComposedSet, evidences: dict, scored: Sequence[Sco
             if (match := _matched_segment(preds, gs, ge)) is not None:
                 p = preds[match]
                 steps = _segment_steps(sc, p.start_s, p.end_s)
-                row["rules"] = category_from_evidence(
-                    summarize_evidence(ev, steps, sc.gates[steps[0]:steps[-1] + 1]), p.end_s - p.start_s)
-                row["shown"] = (row["rules"] if sc.kind_prob is None
-                                else category_from_kinds(sc.kind_prob[steps[0]:steps[-1] + 1], kinds))
+                seg_ev = summarize_evidence(ev, steps, sc.gates[steps[0]:steps[-1] + 1])
+                row["rules"] = category_from_evidence(seg_ev, p.end_s - p.start_s)
+                row["shown"] = segment_category(seg_ev, p.end_s - p.start_s, None if sc.kind_prob is None
+                                                else sc.kind_prob[steps[0]:steps[-1] + 1], kinds)
             rows.append(row)
 
     def tally(key: str) -> dict:
