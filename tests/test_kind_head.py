@@ -89,6 +89,30 @@ def test_fitting_teaches_the_head_only():
     assert build_model("tiny").with_kind_head(KINDS).config.event_kinds == KINDS
 
 
+def test_a_refit_on_a_few_corrections_keeps_what_the_head_said_elsewhere():
+    """The correction loop refits a working head on a few corrected segments of one kind: holding the steps
+    outside them to the head's earlier answers (keep_weight) unteaches the other kinds less."""
+    import copy
+
+    model = build_model("tiny", event_kinds=KINDS)
+    videos = [(random_expert_inputs(model.config, num_steps=6, seed=10 + i), np.full(6, i % 3)) for i in range(6)]
+    fit_kind_head(model, videos, KindFitSettings(epochs=60, lr=1e-2, videos_per_step=3))
+
+    def accuracy(m, data, steps=slice(None)) -> float:
+        with torch.no_grad():
+            return float(np.mean([(m(x).kind_logits[0].argmax(-1).numpy()[steps] == np.asarray(y)[steps]).mean()
+                                  for x, y in data]))
+
+    fixes = [(random_expert_inputs(model.config, num_steps=6, seed=50 + i), np.array([0, 0, 0] + [NO_KIND] * 3))
+             for i in range(2)]  # "fall" over the first half of two new videos
+    kept, forgot = copy.deepcopy(model), copy.deepcopy(model)
+    fit_kind_head(kept, fixes, KindFitSettings(epochs=30, lr=1e-3, keep_weight=1.0))
+    fit_kind_head(forgot, fixes, KindFitSettings(epochs=30, lr=1e-3))
+    assert accuracy(kept, fixes, slice(0, 3)) == accuracy(forgot, fixes, slice(0, 3)) == 1.0  # both learnt the fix
+    assert accuracy(model, videos) > accuracy(kept, videos) > accuracy(forgot, videos)
+    assert accuracy(kept, videos) >= 0.7
+
+
 def test_a_segment_takes_the_kind_with_the_highest_mean_probability():
     prob = np.array([[0.6, 0.3, 0.1], [0.1, 0.8, 0.1], [0.2, 0.7, 0.1]])
     assert category_from_kinds(prob, KINDS) == "struggle"

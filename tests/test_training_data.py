@@ -15,7 +15,9 @@ from uprm.training import (
     DataSummary, EvalScores, ModelVersion, Registry, RegistryError, TrainingDataError, TrainSettings,
     list_versions, load_conversations, split_by_video, step_targets,
 )
-from uprm.training.data import detect_format, examples_from_conversations, load_training_files, video_intervals
+from uprm.training.data import (
+    detect_format, examples_from_conversations, labelled_events, load_training_files, video_intervals,
+)
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
@@ -65,6 +67,16 @@ def test_real_export_becomes_examples_with_the_stores_intervals(ucf_export):
     assert abuse[2].question == ATTRIBUTE and "masked people" in abuse[2].answer
     assert abuse[2].span_s == (5.5, 8.0) and abuse[0].span_s is None
     assert Path(abuse[0].video_path).name == "Abuse028_x264.mp4"
+
+
+def test_the_exports_categories_are_the_events_the_kind_head_learns_from(ucf_export):
+    path, store = ucf_export
+    events = labelled_events(path)
+    abuse = store.video_by_name("Abuse028_x264")
+    assert [s.label for s in store.current_segments(abuse.id)] == ["Abuse"]
+    assert events["Abuse028_x264"] == ((5.5, 8.0, "Abuse"),)
+    assert not any(v.startswith("Normal") for v in events)  # no segment, no event
+    assert len(events) == sum(1 for iv in video_intervals(load_conversations(path)).values() if iv)
 
 
 def test_step_targets_are_overlap_fractions_of_centred_steps():

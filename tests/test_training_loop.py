@@ -6,6 +6,7 @@ import threading
 from pathlib import Path
 
 import pytest
+import torch
 
 from uprm.training import (
     PerceptionFeatures, TrainingCancelled, TrainingDataError, list_versions, run_correction_loop,
@@ -101,6 +102,44 @@ def test_the_loop_registers_a_version_with_before_and_after_scores(tmp_path, cli
                             perception_settings=settings, cache_dir=cache, **LOOP_ARGS)
     assert [v.version_id for v in list_versions(tmp_path / "models")] == ["v0001", "v0002"]
     assert sorted(p.name for p in (tmp_path / "models" / "versions").iterdir()) == ["v0001", "v0002"]
+
+
+@pytest.mark.slow
+def test_the_loop_teaches_the_kind_head_the_corrected_categories(tmp_path, clips, perception):
+    """Categories annotators gave refit the kind head (those it has a kind for); the rest are listed, not
+    learnt; the held-out segments' categories are scored before and after, as the registered model names them."""
+    from annotations import Store
+    from uprm.model import build_model
+    from uprm.training.data import labelled_events
+    from uprm.training.loop import _kind_calls
+    from uprm.video import probe
+
+    settings, cache = perception
+    base = build_model("tiny", event_kinds=("fall", "loiter")).save_pretrained(tmp_path / "base")
+    store = Store(tmp_path / "a.db", categories=("fall", "loiter", "Fighting"))
+    for i, clip in enumerate(clips):
+        vid = store.add_video(probe(clip))
+        store.add_segment(vid, 0.5, 1.5, "alice", label="loiter" if i % 2 else "fall", cause="someone lingers")
+        store.add_segment(vid, 2.0, 2.8, "alice", label="Fighting", cause="two people fight")
+        store.mark_reviewed(vid, "alice")
+    v = run_correction_loop(store, tmp_path / "models", perception_settings=settings, cache_dir=cache,
+                            promote="always", **{**LOOP_ARGS, "base": str(base)})
+    k = v.train["kind_head"]
+    assert k["refit"] and k["segments"] == 2 and k["other_categories"] == ["Fighting"]
+    assert sum(k["steps_by_kind"].values()) > 0
+    for scores in (v.before, v.after):
+        assert scores.kinds_of == 2 and 0 <= scores.kinds_right <= 2  # "Fighting" has no kind: not scored
+    model = build_model(v.checkpoint)
+    start = build_model(str(base))
+    assert any(not torch.equal(a, b) for a, b in zip(model.kind_head.state_dict().values(),
+                                                      start.kind_head.state_dict().values()))
+    events = labelled_events(v.data.export_path)
+    feats = PerceptionFeatures(model.config, settings, cache)
+    path = {p.stem: str(p) for p in clips}
+    named = [c for vid in v.data.heldout_videos for c in _kind_calls(model, feats(vid, path[vid]), events[vid])]
+    assert sum(a == b for a, b in named) == v.after.kinds_right  # the registered head is the one scored
+    taught = [c for vid in v.data.train_videos for c in _kind_calls(model, feats(vid, path[vid]), events[vid])]
+    assert all(a == b for a, b in taught)  # it learnt the corrected categories it was shown
 
 
 @pytest.mark.slow

@@ -7,11 +7,17 @@ from ui.callbacks import friendly, status
 from ui.services import Services
 
 VERSION_COLUMNS = ["version", "current", "parent", "created", "train videos", "held-out videos",
-                   "before F2", "after F2", "before mAP@0.5", "after mAP@0.5", "before FNR", "after FNR"]
+                   "before F2", "after F2", "before mAP@0.5", "after mAP@0.5", "before FNR", "after FNR",
+                   "before kinds named", "after kinds named"]
 
 
 def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.1f}"
+
+
+def _named(s) -> str:
+    """Held-out segments whose category the kind head names, of those it has a kind for."""
+    return "n/a" if s is None or s.kinds_of is None else f"{s.kinds_right}/{s.kinds_of}"
 
 
 def version_rows(services: Services) -> list[list]:
@@ -27,7 +33,7 @@ def version_rows(services: Services) -> list[list]:
                      len(v.data.heldout_videos) if v.data else 0,
                      _pct(b.f2 if b else None), _pct(a.f2 if a else None),
                      _pct(b.map_at.get("0.5") if b else None), _pct(a.map_at.get("0.5") if a else None),
-                     _pct(b.fnr if b else None), _pct(a.fnr if a else None)])
+                     _pct(b.fnr if b else None), _pct(a.fnr if a else None), _named(b), _named(a)])
     return rows
 
 

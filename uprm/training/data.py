@@ -137,7 +137,7 @@ def examples_from_conversations(entries: Any, source: str = "", json_dir: str | 
             raise TrainingDataError(f"{where} needs 'id', 'video' and a 'conversations' list of "
                                     "{'from': 'human'|'gpt', 'value': text}")
         video = str(entry.get("video") or "")
-        video_id = str(entry.get("id") or Path(video).stem)
+        video_id = _video_id(entry)
         if not video_id:
             raise TrainingDataError(f"{where} has neither 'id' nor 'video'")
         turns: list[tuple[str, str]] = []
@@ -165,19 +165,40 @@ def examples_from_conversations(entries: Any, source: str = "", json_dir: str | 
     return out
 
 
-def load_conversations(path: str | Path, video_root: str | Path | None = None) -> list[TrainingExample]:
-    """Read one LLaVA / Video-LLaVA conversation JSON file into examples."""
+def _video_id(entry: dict) -> str:
+    return str(entry.get("id") or Path(str(entry.get("video") or "")).stem)
+
+
+def _read_conversations(path: str | Path) -> Any:
     path = Path(path)
     if not path.is_file():
         raise TrainingDataError(f"{path}: no such file (expected a LLaVA conversation JSON, e.g. from "
                                 "`python -m annotations export --format llava`)")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError:
         raise TrainingDataError(f"{path}: not UTF-8 text; expected a LLaVA conversation JSON") from None
     except json.JSONDecodeError as exc:
         raise TrainingDataError(f"{path}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
-    return examples_from_conversations(data, str(path), path.parent, video_root)
+
+
+def load_conversations(path: str | Path, video_root: str | Path | None = None) -> list[TrainingExample]:
+    """Read one LLaVA / Video-LLaVA conversation JSON file into examples."""
+    return examples_from_conversations(_read_conversations(path), str(path), Path(path).parent, video_root)
+
+
+def labelled_events(path: str | Path) -> dict[str, tuple[tuple[float, float, str], ...]]:
+    """video_id -> its segments that carry a category, (start_s, end_s, label), from the "segments" objects'
+    "label" (as the studio's export writes them; what the kind head learns categories from). Call after
+    ``load_conversations`` (which checks the file's shape)."""
+    out = {}
+    for entry in _read_conversations(path):
+        segments = entry.get("segments") if isinstance(entry, dict) else None
+        events = tuple(sorted((float(seg["start_s"]), float(seg["end_s"]), " ".join(str(seg["label"]).split()))
+                              for seg in segments or () if isinstance(seg, dict) and str(seg.get("label") or "").strip()))
+        if events:
+            out[_video_id(entry)] = events
+    return out
 
 
 def threat_only_examples(examples: Iterable[TrainingExample]) -> list[TrainingExample]:

@@ -3,8 +3,10 @@
 The threat head says whether a step is a threat; the studio also shows which kind, and rules over the
 evidence told kinds apart badly (most segments came out "struggle"). The fusion stays as trained: z is
 computed once per video without gradients and only the head learns, from the steps inside labelled
-events (steps outside carry no kind and are left out). Kinds are weighted by inverse frequency, so a
-rare kind is not drowned by a frequent one.
+events. Kinds are weighted by inverse frequency, so a rare kind is not drowned by a frequent one.
+Steps outside every event carry no kind: left out when the head is fitted from scratch on a whole
+training set; when a few corrected videos refit a head that already works (the correction loop), they
+hold it to what it said before (``keep_weight``), so teaching one kind does not unteach the others.
 """
 from __future__ import annotations
 
@@ -23,6 +25,9 @@ class KindFitSettings:
     weight_decay: float = 1e-2
     videos_per_step: int = 8
     seed: int = 0
+    # > 0: on steps outside every labelled event, KL from the head's own probabilities before fitting, at
+    # this weight against the labelled steps' cross-entropy (learning without forgetting, Li & Hoiem 2016)
+    keep_weight: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,23 @@ def kind_targets(times_s: Sequence[float], events: Sequence[tuple[float, float, 
     return out
 
 
+def event_steps(times_s: Sequence[float], step_s: float, start_s: float, end_s: float) -> list[int]:
+    """The steps whose half-step span lies inside (start_s, end_s); the nearest step when none does."""
+    t, half = np.asarray(times_s, np.float64), step_s / 2
+    steps = [i for i in range(len(t)) if start_s - 1e-6 <= t[i] - half and t[i] + half <= end_s + 1e-6]
+    return steps or [int(np.argmin(np.abs(t - (start_s + end_s) / 2)))]
+
+
+def kinds_at_events(kind_prob: np.ndarray, times_s: Sequence[float], step_s: float,
+                events: Sequence[tuple[float, float, str]], kinds: Sequence[str]) -> list[tuple[str, str]]:
+    """(kind, kind the head names) for each event (start_s, end_s, kind) of one video whose kind is one of
+    ``kinds``: the kind with the highest mean probability over the event's steps (``kind_prob``: (T, K))."""
+    from uprm.analysis import category_from_kinds
+
+    return [(kind, category_from_kinds(kind_prob[event_steps(times_s, step_s, s, e)], tuple(kinds)))
+            for s, e, kind in events if kind in kinds]
+
+
 def fit_kind_head(model, videos: Sequence[tuple[object, np.ndarray]],
                   settings: KindFitSettings = KindFitSettings()) -> KindFitResult:
     """Fit ``model.kind_head`` (add one with ``model.with_kind_head``) on ``videos``: (ExpertInputs of one
@@ -60,18 +82,33 @@ def fit_kind_head(model, videos: Sequence[tuple[object, np.ndarray]],
     if head is None:
         raise ValueError("the model has no kind head: call model.with_kind_head(kinds) first")
     model.eval()
-    fused = []
+    fused = []  # (z, step mask, targets, the head's probabilities before fitting)
     with torch.no_grad():
         for inputs, targets in videos:
             out = model(inputs.to(model.device))
             if len(targets) != out.fused.shape[1]:
                 raise ValueError(f"{len(targets)} targets for a video of {out.fused.shape[1]} steps")
-            if (np.asarray(targets) >= 0).any():
-                fused.append((out.fused, out.step_mask, torch.as_tensor(np.asarray(targets), device=model.device)))
-    if not fused:
+            if (np.asarray(targets) >= 0).any() or settings.keep_weight > 0:
+                fused.append((out.fused, out.step_mask, torch.as_tensor(np.asarray(targets), device=model.device),
+                              out.kind_logits[0].softmax(-1)))
+    labelled = [y[y >= 0] for _, _, y, _ in fused]
+    if not sum(len(y) for y in labelled):
         raise ValueError("no step of these videos lies inside a labelled event: nothing to fit the kind head on")
-    counts = torch.bincount(torch.cat([y[y >= 0] for _, _, y in fused]), minlength=len(kinds)).float()
+    counts = torch.bincount(torch.cat(labelled), minlength=len(kinds)).float()
     weight = torch.where(counts > 0, counts.sum() / (len(kinds) * counts.clamp(min=1)), torch.zeros_like(counts))
+
+    def chunk_loss(chunk) -> torch.Tensor:
+        logits = [head(z, sm)[0] for z, sm, _, _ in chunk]
+        loss = sum(F.cross_entropy(lg, y, weight=weight, ignore_index=NO_KIND, reduction="sum")
+                   for lg, (_, _, y, _) in zip(logits, chunk))
+        norm = sum(float(weight[y[y >= 0]].sum()) for _, _, y, _ in chunk)
+        loss = loss / norm if norm > 0 else logits[0].sum() * 0.0
+        free = [(lg[(y < 0) & sm[0]], before[(y < 0) & sm[0]]) for lg, (_, sm, y, before) in zip(logits, chunk)]
+        n_free = sum(len(lg) for lg, _ in free)
+        if settings.keep_weight > 0 and n_free:
+            kl = sum(F.kl_div(lg.log_softmax(-1), before, reduction="sum") for lg, before in free)
+            loss = loss + settings.keep_weight * kl / n_free
+        return loss
 
     generator = torch.Generator().manual_seed(settings.seed)
     optimizer = torch.optim.AdamW(head.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
@@ -82,9 +119,7 @@ def fit_kind_head(model, videos: Sequence[tuple[object, np.ndarray]],
         total, n = 0.0, 0
         for first in range(0, len(order), settings.videos_per_step):
             optimizer.zero_grad()
-            chunk = [fused[i] for i in order[first:first + settings.videos_per_step]]
-            loss = sum(F.cross_entropy(head(z, sm)[0], y, weight=weight, ignore_index=NO_KIND, reduction="sum")
-                       for z, sm, y in chunk) / sum(float(weight[y[y >= 0]].sum()) for _, _, y in chunk)
+            loss = chunk_loss([fused[i] for i in order[first:first + settings.videos_per_step]])
             loss.backward()
             optimizer.step()
             total, n = total + float(loss.detach()), n + 1
@@ -92,7 +127,7 @@ def fit_kind_head(model, videos: Sequence[tuple[object, np.ndarray]],
     head.eval()
     with torch.no_grad():
         hits, seen = torch.zeros(len(kinds)), torch.zeros(len(kinds))
-        for z, sm, y in fused:
+        for z, sm, y, _ in fused:
             pred, keep = head(z, sm)[0].argmax(-1), y >= 0
             seen += torch.bincount(y[keep], minlength=len(kinds)).float()
             hits += torch.bincount(y[keep][pred[keep] == y[keep]], minlength=len(kinds)).float()

@@ -10,10 +10,12 @@ version folder and raises TrainingCancelled. Nothing is registered unless the wh
 Steps: export the store's reviewed videos as LLaVA conversations (``annotations.formats.export``); split
 train / held-out by video (seeded, stratified threat / no threat); start from ``parent`` (a version id),
 else the registry's current version, else ``base`` (a preset such as "small", or a checkpoint folder);
-score it on the held-out videos; fine-tune on the train videos; score again; register. Scores are the
+score it on the held-out videos; fine-tune on the train videos; refit its kind head (if it has one) on the
+train videos' corrected categories (``refit_kind_head``); score again; register. Scores are the
 paper's: frame-level FNR and F2, class-agnostic mAP at tIoU 0.1 / 0.3 / 0.5 and their average, with the
 segments read off the per-step threat probabilities exactly as ``uprm.analysis`` does
-(``cut_segments`` with the analysis defaults); ROUGE-L and BLEU of generated causes optionally.
+(``cut_segments`` with the analysis defaults); with a kind head, how many held-out categories it names;
+ROUGE-L and BLEU of generated causes optionally.
 """
 from __future__ import annotations
 
@@ -23,7 +25,9 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from uprm.training.data import load_conversations, split_by_video, threat_only_examples, video_intervals
+from uprm.training.data import (
+    labelled_events, load_conversations, split_by_video, threat_only_examples, video_intervals,
+)
 from uprm.training.errors import TrainingCancelled, TrainingDataError
 from uprm.training.features import FeatureSource, VideoFeatures
 from uprm.training.registry import DataSummary, EvalScores, ModelVersion, Registry, now_iso
@@ -77,12 +81,15 @@ def predict_segments(model, feats: VideoFeatures, video_id: str, threshold: floa
 
 def evaluate_videos(model, videos: Sequence[tuple[str, str]], gt: Mapping[str, Sequence[tuple[float, float]]],
                     features: FeatureSource, threshold: float | None = None, tious: Sequence[float] = (0.1, 0.3, 0.5),
-                    causes: Mapping[str, str] | None = None, frame_fps: float | None = None) -> EvalScores:
+                    causes: Mapping[str, str] | None = None, frame_fps: float | None = None,
+                    events: Mapping[str, Sequence[tuple[float, float, str]]] | None = None) -> EvalScores:
     """Identify / locate scores of ``model`` on ``videos`` ((video_id, path) pairs) against ``gt`` intervals.
 
     causes: video_id -> reference attribute answer; when given, the model explains each such video's
     threat span and ROUGE-L / BLEU are computed (slow with a real LM: one generation per video).
     frame_fps: frame grid of FNR / F2 (default: the videos' own rate when they agree, else 30).
+    events: video_id -> labelled segments (start_s, end_s, category); with a kind head, how many of those
+    whose category is one of its kinds it names over their own bounds (``kinds_right`` of ``kinds_of``).
     """
     from uprm import metrics
     from uprm.segments import Segment
@@ -93,6 +100,7 @@ def evaluate_videos(model, videos: Sequence[tuple[str, str]], gt: Mapping[str, S
     try:
         gt_segs, pred_segs, durations, per_video, rates = [], [], {}, {}, set()
         refs, hyps = [], []
+        kind_calls: list[tuple[str, str]] | None = [] if events is not None and model.kind_head is not None else None
         for vid, path in videos:
             feats = features(vid, path)
             preds, _ = predict_segments(model, feats, vid, threshold)
@@ -104,6 +112,8 @@ def evaluate_videos(model, videos: Sequence[tuple[str, str]], gt: Mapping[str, S
                 rates.add(round(float(feats.evidence.video.fps), 6))
             per_video[vid] = {"gt": [[s, e] for s, e in intervals],
                               "pred": [[p.start_s, p.end_s, p.score] for p in preds]}
+            if kind_calls is not None and events.get(vid):
+                kind_calls += _kind_calls(model, feats, events[vid])
             if causes and causes.get(vid) and intervals:
                 refs.append(causes[vid])
                 hyps.append(_explain(model, feats, vid, path, intervals))
@@ -126,7 +136,57 @@ def evaluate_videos(model, videos: Sequence[tuple[str, str]], gt: Mapping[str, S
     return EvalScores(n_videos=len(videos), fnr=clean(fl.fnr), f2=clean(fl.f2), precision=clean(fl.precision),
                       recall=clean(fl.recall), map_at={k: clean(v) for k, v in map_at.items()},
                       average_map=clean(average), n_gt=len(gt_segs), n_pred=len(pred_segs), threshold=threshold,
-                      rouge_l=rouge, bleu=bleu, per_video=per_video)
+                      rouge_l=rouge, bleu=bleu, per_video=per_video,
+                      kinds_right=None if kind_calls is None else sum(k == named for k, named in kind_calls),
+                      kinds_of=None if kind_calls is None else len(kind_calls))
+
+
+def _kind_calls(model, feats: VideoFeatures, events: Sequence[tuple[float, float, str]]) -> list[tuple[str, str]]:
+    """(category, kind the head names) for each of ``events`` whose category is one of the head's kinds."""
+    import torch
+
+    from uprm.training.kinds import kinds_at_events
+
+    x = feats.inputs.to(model.device)
+    with torch.no_grad():
+        prob = model(x).kind_logits[0][x.step_mask[0]].softmax(-1).float().cpu().numpy()
+    kinds = model.config.event_kinds
+    return kinds_at_events(prob, feats.times_s(), feats.step_s, _as_kinds(events, kinds), kinds)
+
+
+def _as_kinds(events: Sequence[tuple[float, float, str]], kinds: Sequence[str]) -> list[tuple[float, float, str]]:
+    """The events whose category is one of ``kinds`` (case and spacing aside), spelt as the kind."""
+    spelling = {k.casefold(): k for k in kinds}
+    return [(s, e, spelling[label.casefold()]) for s, e, label in events if label.casefold() in spelling]
+
+
+# The kind head refit on corrected categories: a warm start, a gentler rate than the fit from scratch
+# (bootstrap.fit_kinds), and steps outside the corrected segments held to what the head said before.
+LOOP_KIND_FIT = dict(epochs=30, lr=1e-3, keep_weight=1.0)
+
+
+def refit_kind_head(model, videos: Sequence[tuple[str, str]], events: Mapping[str, Sequence[tuple[float, float, str]]],
+                    features: FeatureSource) -> dict[str, Any]:
+    """Teach ``model.kind_head`` the categories annotators gave the segments of ``videos`` ((video_id, path)),
+    where a category is one of the head's kinds; what happened, for the version's record."""
+    from uprm.training.kinds import KindFitSettings, fit_kind_head, kind_targets
+
+    kinds = model.config.event_kinds
+    labels = [label for vid, _ in videos for _, _, label in events.get(vid, ())]
+    spelling = {k.casefold() for k in kinds}
+    others = sorted({label for label in labels if label.casefold() not in spelling})
+    usable = {vid: _as_kinds(events.get(vid, ()), kinds) for vid, _ in videos}
+    record = {"kinds": list(kinds), "segments": sum(map(len, usable.values())),
+              "other_categories": others}  # categories the head has no output for: not learnt
+    if not record["segments"]:
+        return {**record, "refit": False}
+    data = []
+    for vid, path in videos:
+        feats = features(vid, path)
+        data.append((feats.inputs, kind_targets(feats.times_s(), usable[vid], kinds)))
+    fit = fit_kind_head(model, data, KindFitSettings(**LOOP_KIND_FIT))
+    return {**record, "refit": True, "steps_by_kind": fit.steps_by_kind, "loss_first_epoch": fit.loss_first_epoch,
+            "loss_last_epoch": fit.loss_last_epoch}
 
 
 def _explain(model, feats: VideoFeatures, vid: str, path: str, intervals) -> str:
@@ -213,6 +273,7 @@ def run_correction_loop(store, models_root: str | Path, base: str = "small",
                 raise TrainingDataError(f"only {have} reviewed video(s) have their file on this machine "
                                         f"({len(skipped)} without, e.g. {skipped[:3]}): review at least 2 you have")
         intervals = video_intervals(examples)
+        events = labelled_events(exported.paths[0])
         paths = {ex.video_id: ex.video_path for ex in examples}
         positive = [v for v, iv in intervals.items() if iv]
         train_ids, heldout_ids = split_by_video(intervals, heldout_fraction, split_seed, positive)
@@ -239,14 +300,19 @@ def run_correction_loop(store, models_root: str | Path, base: str = "small",
         # 3. before, train, after
         heldout = [(v, paths[v]) for v in heldout_ids]
         gt = {v: intervals[v] or () for v in heldout_ids}
-        before = evaluate_videos(model, heldout, gt, features, threshold, causes=causes)
+        before = evaluate_videos(model, heldout, gt, features, threshold, causes=causes, events=events)
         _scale(progress, "before")(1.0)
         check("before")
         say_train = _scale(progress, "train")
         result = train(model, train_examples, folder, settings, features,
                        progress=lambda stage, f: say_train(f) if stage == "train" else None, cancel=cancel,
                        run_info={"loop": {"version_id": version_id, "parent": parent_label}})
-        after = evaluate_videos(model, heldout, gt, features, threshold, causes=causes)
+        kinds = None
+        if model.kind_head is not None:  # the fusion moved under it, and categories may have been corrected
+            kinds = refit_kind_head(model, [(v, paths[v]) for v in train_ids], events, features)
+            if kinds["refit"]:
+                model.save_pretrained(folder)
+        after = evaluate_videos(model, heldout, gt, features, threshold, causes=causes, events=events)
         _scale(progress, "after")(1.0)
         check("after")
 
@@ -269,7 +335,8 @@ def run_correction_loop(store, models_root: str | Path, base: str = "small",
             base=lineage, data=data, before=before, after=after,
             train={"steps": result.steps, "examples_seen": result.examples_seen,
                    "elapsed_s": round(result.elapsed_s, 3),
-                   "final": result.final, "settings": settings.schedule_fields(), "objective": objective},
+                   "final": result.final, "settings": settings.schedule_fields(), "objective": objective,
+                   "kind_head": kinds},
             promoted=make_current, notes=notes)
         registry.register(version, make_current=make_current)
         _scale(progress, "register")(1.0)

@@ -46,6 +46,10 @@ class EvalScores:
     rouge_l: float | None = None  # attribute text metrics, when asked for
     bleu: float | None = None  # 0-100 as sacrebleu reports it
     per_video: dict[str, dict[str, Any]] = field(default_factory=dict)  # video -> {gt: [[s, e]], pred: [[s, e, score]]}
+    # labelled segments whose category is one of the kind head's kinds, and how many it names over their
+    # bounds; None without a kind head
+    kinds_right: int | None = None
+    kinds_of: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return _finite(asdict(self))
