@@ -565,13 +565,20 @@ def score_video(model, evidence, video_id: str, ablation: tuple[str, ...] = ()) 
                   run.gates.astype(np.float64), None if run.kind_prob is None else run.kind_prob.astype(np.float64))
 
 
-def predicted_segments(scored: Scored, rule: DecisionRule | float):
-    """Segments exactly as ``uprm.analysis`` cuts them from the per-step probabilities."""
+def predicted_cuts(scored: Scored, rule: DecisionRule | float) -> list[tuple[object, list[int]]]:
+    """(segment, its steps) exactly as ``uprm.analysis`` cuts them from the per-step probabilities: the
+    steps are the ones the analysis names, explains and summarises the segment from."""
     from uprm.segments import Segment
 
-    return [Segment(scored.video_id, s, e, "threat", float(scored.prob[first:last + 1].max()))
+    return [(Segment(scored.video_id, s, e, "threat", float(scored.prob[first:last + 1].max())),
+             list(range(first, last + 1)))
             for first, last, s, e in cut_segments(scored.times_s, scored.prob, scored.step_s, scored.duration_s,
                                                   DecisionRule.of(rule))]
+
+
+def predicted_segments(scored: Scored, rule: DecisionRule | float):
+    """Segments exactly as ``uprm.analysis`` cuts them from the per-step probabilities."""
+    return [seg for seg, _ in predicted_cuts(scored, rule)]
 
 
 def gt_segments(composed: ComposedSet):
@@ -787,6 +794,7 @@ def category_scores(composed: ComposedSet, evidences: dict, scored: Sequence[Sco
     the evidence rules' without a kind head); ``rules``: ``category_from_evidence`` on that segment.
     Each: right, of (events with a category), and the confusion {GT kind: {category: n}}."""
     from uprm.analysis import category_from_evidence, category_from_kinds, segment_category, summarize_evidence
+    from uprm.training.kinds import event_steps
 
     by_id = {s.video_id: s for s in scored}
     kinds = tuple(kinds)
@@ -795,14 +803,14 @@ def category_scores(composed: ComposedSet, evidences: dict, scored: Sequence[Sco
         sc, ev = by_id.get(c.video_id), evidences[c.path]
         if sc is None:
             continue
-        preds = predicted_segments(sc, rule)
+        cuts = predicted_cuts(sc, rule)
         for (gs, ge), kind in zip(c.segments_s, c.labels):
             row = {"kind": kind, "at_gt_bounds": None, "shown": None, "rules": None}
             if sc.kind_prob is not None:
-                row["at_gt_bounds"] = category_from_kinds(sc.kind_prob[_segment_steps(sc, gs, ge)], kinds)
-            if (match := _matched_segment(preds, gs, ge)) is not None:
-                p = preds[match]
-                steps = _segment_steps(sc, p.start_s, p.end_s)
+                row["at_gt_bounds"] = category_from_kinds(sc.kind_prob[event_steps(sc.times_s, sc.step_s, gs, ge)],
+                                                          kinds)
+            if (match := _matched_segment([seg for seg, _ in cuts], gs, ge)) is not None:
+                p, steps = cuts[match]
                 seg_ev = summarize_evidence(ev, steps, sc.gates[steps[0]:steps[-1] + 1])
                 row["rules"] = category_from_evidence(seg_ev, p.end_s - p.start_s)
                 row["shown"] = segment_category(seg_ev, p.end_s - p.start_s, None if sc.kind_prob is None
@@ -826,13 +834,6 @@ def _matched_segment(preds: Sequence, start_s: float, end_s: float) -> int | Non
     return int(np.argmax(overlaps)) if overlaps and max(overlaps) > 0 else None
 
 
-def _segment_steps(scored: Scored, start_s: float, end_s: float) -> list[int]:
-    """The steps whose half-step span lies inside (start_s, end_s); the nearest step when none does."""
-    t, half = scored.times_s, scored.step_s / 2
-    steps = [i for i in range(len(t)) if start_s - 1e-6 <= t[i] - half and t[i] + half <= end_s + 1e-6]
-    return steps or [int(np.argmin(np.abs(t - (start_s + end_s) / 2)))]
-
-
 def cause_pairs(model, composed: ComposedSet, evidences: dict, scored: dict[str, Scored], rule: DecisionRule | float,
                 max_new_tokens: int = 48) -> list[dict]:
     """One (GT cause, generated cause) pair per GT threat: the cause the analysis pipeline writes for the
@@ -847,7 +848,8 @@ def cause_pairs(model, composed: ComposedSet, evidences: dict, scored: dict[str,
         if not c.segments_s:
             continue
         sc, ev = scored[c.video_id], evidences[c.path]
-        preds = predicted_segments(sc, rule)
+        cuts = predicted_cuts(sc, rule)
+        preds = [seg for seg, _ in cuts]
         inputs = featurize(ev, model.config)
         written: dict[int, str] = {}
         for (gs, ge), cause, kind in zip(c.segments_s, c.causes, c.labels):
@@ -855,7 +857,7 @@ def cause_pairs(model, composed: ComposedSet, evidences: dict, scored: dict[str,
             text = ""
             if match is not None:
                 if match not in written:
-                    steps = _segment_steps(sc, preds[match].start_s, preds[match].end_s)
+                    steps = cuts[match][1]
                     written[match] = explain_steps(model, inputs, steps[0], steps[-1], max_new_tokens)
                 text = written[match]
             pairs.append({"video_id": c.video_id, "gt_segment_s": [gs, ge], "kind": kind,
