@@ -71,6 +71,7 @@ def test_the_loop_registers_a_version_with_before_and_after_scores(tmp_path, cli
         assert scores.fnr is not None and scores.f2 is not None
         assert set(scores.per_video) == set(v1.data.heldout_videos)
     assert v1.train["steps"] == 9 and v1.train["final"]["loss"] > 0
+    assert v1.train["settings"]["lr"] == 1e-3 and v1.train["settings"]["fusion_lr"] is None  # one rate, as asked
     fractions = [f for _, f in seen]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
     assert [s for s, _ in seen][-1] == "register"
@@ -122,8 +123,10 @@ def test_the_loop_teaches_the_kind_head_the_corrected_categories(tmp_path, clips
         store.add_segment(vid, 0.5, 1.5, "alice", label="loiter" if i % 2 else "fall", cause="someone lingers")
         store.add_segment(vid, 2.0, 2.8, "alice", label="Fighting", cause="two people fight")
         store.mark_reviewed(vid, "alice")
+    loop_args = {k: x for k, x in LOOP_ARGS.items() if k != "lr"}  # the loop's own rates
     v = run_correction_loop(store, tmp_path / "models", perception_settings=settings, cache_dir=cache,
-                            promote="always", **{**LOOP_ARGS, "base": str(base)})
+                            promote="always", **{**loop_args, "base": str(base)})
+    assert (v.train["settings"]["lr"], v.train["settings"]["fusion_lr"]) == (1e-4, 2e-5)
     k = v.train["kind_head"]
     assert k["refit"] and k["segments"] == 2 and k["other_categories"] == ["Fighting"]
     assert sum(k["steps_by_kind"].values()) > 0
