@@ -62,7 +62,7 @@ def event_steps(times_s: Sequence[float], step_s: float, start_s: float, end_s: 
 
 
 def kinds_at_events(kind_prob: np.ndarray, times_s: Sequence[float], step_s: float,
-                events: Sequence[tuple[float, float, str]], kinds: Sequence[str]) -> list[tuple[str, str]]:
+                    events: Sequence[tuple[float, float, str]], kinds: Sequence[str]) -> list[tuple[str, str]]:
     """(kind, kind the head names) for each event (start_s, end_s, kind) of one video whose kind is one of
     ``kinds``: the kind with the highest mean probability over the event's steps (``kind_prob``: (T, K))."""
     from uprm.analysis import category_from_kinds
