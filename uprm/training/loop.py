@@ -157,10 +157,14 @@ def _kind_calls(model, feats: VideoFeatures, events: Sequence[tuple[float, float
     return kinds_at_events(prob, feats.times_s(), feats.step_s, _as_kinds(events, kinds), kinds)
 
 
+def _kind_of(label: str, kinds: Sequence[str]) -> str | None:
+    """The kind a category names, case aside (the export spells categories canonically), or None."""
+    return next((k for k in kinds if k.casefold() == label.casefold()), None)
+
+
 def _as_kinds(events: Sequence[tuple[float, float, str]], kinds: Sequence[str]) -> list[tuple[float, float, str]]:
-    """The events whose category is one of ``kinds`` (case and spacing aside), spelt as the kind."""
-    spelling = {k.casefold(): k for k in kinds}
-    return [(s, e, spelling[label.casefold()]) for s, e, label in events if label.casefold() in spelling]
+    """The events whose category is one of ``kinds``, spelt as the kind."""
+    return [(s, e, kind) for s, e, label in events if (kind := _kind_of(label, kinds)) is not None]
 
 
 # The kind head refit on corrected categories: a warm start, a gentler rate than the fit from scratch
@@ -175,9 +179,8 @@ def refit_kind_head(model, videos: Sequence[tuple[str, str]], events: Mapping[st
     from uprm.training.kinds import KindFitSettings, fit_kind_head, kind_targets
 
     kinds = model.config.event_kinds
-    labels = [label for vid, _ in videos for _, _, label in events.get(vid, ())]
-    spelling = {k.casefold() for k in kinds}
-    others = sorted({label for label in labels if label.casefold() not in spelling})
+    others = sorted({label for vid, _ in videos for _, _, label in events.get(vid, ())
+                     if _kind_of(label, kinds) is None})
     usable = {vid: _as_kinds(events.get(vid, ()), kinds) for vid, _ in videos}
     record = {"kinds": list(kinds), "segments": sum(map(len, usable.values())),
               "other_categories": others}  # categories the head has no output for: not learnt
