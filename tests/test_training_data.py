@@ -273,6 +273,41 @@ def test_registry_register_list_current_and_errors(tmp_path):
         reg.versions()
 
 
+def _scores(average_map: float | None, f2: float | None, kinds_right: int | None = None) -> EvalScores:
+    return EvalScores(n_videos=4, fnr=0.2, f2=f2, precision=0.5, recall=0.8, map_at={"0.5": average_map},
+                      average_map=average_map, n_gt=3, n_pred=3, threshold=0.9, kinds_right=kinds_right,
+                      kinds_of=None if kinds_right is None else 5)
+
+
+@pytest.mark.parametrize("after, before, better, says", [
+    (_scores(0.6, 0.5), _scores(0.5, 0.9), True, "average mAP 50.0 -> 60.0, F2 90.0 -> 50.0: at least"),
+    (_scores(0.5, 0.4), _scores(0.6, 0.3), False, "average mAP 60.0 -> 50.0, F2 30.0 -> 40.0: lower"),
+    (_scores(0.5, 0.4), _scores(0.5, 0.5), False, "F2 50.0 -> 40.0: lower"),  # mAP tied: F2 decides
+    (_scores(0.5, 0.5), _scores(0.5, 0.5), True, "at least its parent's"),
+    # detection as good, but the refit kind head names fewer held-out categories than its parent did
+    (_scores(0.7, 0.7, kinds_right=2), _scores(0.5, 0.5, kinds_right=3), False, "names 2 of 5 held-out categories, its parent 3 of 5"),
+    (_scores(0.7, 0.7, kinds_right=3), _scores(0.5, 0.5, kinds_right=3), True, "categories named 3 -> 3 of 5"),
+    (_scores(None, None), _scores(None, None), True, "average mAP n/a -> n/a"),  # no held-out threat to judge by
+])
+def test_promotion_verdict(after, before, better, says):
+    from uprm.training.loop import promotion_verdict
+
+    got, why = promotion_verdict(after, before)
+    assert got is better and says in why
+
+
+def test_registry_keeps_the_promotion_verdict(tmp_path):
+    from dataclasses import replace
+
+    reg = Registry(tmp_path / "models")
+    reg.register(replace(_version(reg, "tiny", 0.4), promotion="held-out average mAP 30.0 -> 40.0: at least"))
+    assert reg.current().promotion == "held-out average mAP 30.0 -> 40.0: at least"
+    raw = json.loads(reg.path.read_text())
+    del raw["versions"][0]["promotion"]  # a registry written before the verdict was recorded still reads
+    reg.path.write_text(json.dumps(raw))
+    assert reg.current().promotion == ""
+
+
 def test_registry_concurrent_registrations_lose_nothing(tmp_path):
     reg = Registry(tmp_path / "m")
     errors = []

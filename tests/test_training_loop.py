@@ -11,6 +11,7 @@ import torch
 from uprm.training import (
     PerceptionFeatures, TrainingCancelled, TrainingDataError, list_versions, run_correction_loop,
 )
+from uprm.training.loop import promotion_verdict
 from uprm.training.registry import Registry
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -75,6 +76,9 @@ def test_the_loop_registers_a_version_with_before_and_after_scores(tmp_path, cli
     fractions = [f for _, f in seen]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
     assert [s for s, _ in seen][-1] == "register"
+    # promoted exactly when the verdict on its held-out scores says so, and the reason is kept
+    assert (v1.promoted, v1.promotion) == promotion_verdict(v1.after, v1.before)
+    assert Registry(tmp_path / "models").get("v0001").promotion == v1.promotion
 
     # the registered checkpoint is the model that was scored
     model = build_model(v1.checkpoint)
@@ -90,6 +94,7 @@ def test_the_loop_registers_a_version_with_before_and_after_scores(tmp_path, cli
                              promote="always", **{**LOOP_ARGS, "epochs": 1})
     assert v2.version_id == "v0002" and v2.parent == (current.version_id if current else "tiny")
     assert Registry(tmp_path / "models").current().version_id == "v0002"
+    assert v2.promoted and v2.promotion.startswith("promote='always' (held-out average mAP")
 
     # cancelled half-way through training: nothing registered, no folder left behind
     cancel = threading.Event()

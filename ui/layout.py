@@ -160,7 +160,8 @@ def build_demo(cfg: AppConfig, services: Services | None = None) -> gr.Blocks:
                             "instruction data, splits videos into train and held-out, fine-tunes the serving "
                             "model in the background (corrected categories that are one of its threat kinds "
                             "teach its kind head), scores it before and after on the held-out videos, and "
-                            "registers the result. Every analysis records the version that made it.")
+                            "registers the result, serving it if it scores at least as well as the model it "
+                            "came from. Every analysis records the version that made it.")
                 models_md = gr.Markdown(elem_id="models_status")
                 versions = gr.Dataframe(headers=mv.VERSION_COLUMNS, interactive=False, elem_id="versions",
                                         label="Registered versions (newest first)")

@@ -8,7 +8,7 @@ from ui.services import Services
 
 VERSION_COLUMNS = ["version", "current", "parent", "created", "train videos", "held-out videos",
                    "before F2", "after F2", "before mAP@0.5", "after mAP@0.5", "before FNR", "after FNR",
-                   "before kinds named", "after kinds named"]
+                   "before kinds named", "after kinds named", "verdict"]
 
 
 def _pct(x: float | None) -> str:
@@ -33,7 +33,7 @@ def version_rows(services: Services) -> list[list]:
                      len(v.data.heldout_videos) if v.data else 0,
                      _pct(b.f2 if b else None), _pct(a.f2 if a else None),
                      _pct(b.map_at.get("0.5") if b else None), _pct(a.map_at.get("0.5") if a else None),
-                     _pct(b.fnr if b else None), _pct(a.fnr if a else None), _named(b), _named(a)])
+                     _pct(b.fnr if b else None), _pct(a.fnr if a else None), _named(b), _named(a), v.promotion])
     return rows
 
 
@@ -83,5 +83,8 @@ def poll(services: Services) -> tuple[str, gr.Timer]:
     if job.error:
         return status(f"training stopped: {job.error}", ok=False), gr.Timer(active=False)
     if job.done:
-        return status(f"training done: registered version {job.version_id}", 1.0), gr.Timer(active=False)
+        served = ("now serving it" if job.promoted else
+                  "still serving the previous model (serve the new one below to use it anyway)")
+        why = f": {job.promotion}" if job.promotion else ""
+        return status(f"training done: registered version {job.version_id}, {served}{why}", 1.0), gr.Timer(active=False)
     return status(f"training: {job.stage}", job.fraction), gr.Timer(active=True)

@@ -29,6 +29,8 @@ class TrainingJob:
     done: bool = False
     error: str = ""
     version_id: str = ""
+    promoted: bool = False  # the loop made the new version current (see promotion for why or why not)
+    promotion: str = ""
     cancel: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
 
@@ -115,7 +117,7 @@ class Services:
             try:
                 version = run_correction_loop(self.store(), self.models_root, base=self.cfg.model,
                                               progress=report, cancel=job.cancel)
-                job.version_id = version.version_id
+                job.version_id, job.promoted, job.promotion = version.version_id, version.promoted, version.promotion
                 if version.promoted:  # the loop made it current: serve it from now on
                     self.use_version(version.version_id)
                 job.stage = "done"

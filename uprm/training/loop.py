@@ -204,11 +204,29 @@ def _explain(model, feats: VideoFeatures, vid: str, path: str, intervals) -> str
     return str(model.answer(x, ATTRIBUTE, max_new_tokens=48))
 
 
-def _better(after: EvalScores, before: EvalScores) -> bool:
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}"
+
+
+def promotion_verdict(after: EvalScores, before: EvalScores) -> tuple[bool, str]:
+    """Whether the fine-tuned model is at least as good as its parent on the held-out videos, and why.
+
+    Better means: average mAP, then F2, at least the parent's, and, when both have a kind head, at
+    least as many held-out categories named (a refit that names fewer undoes corrections it was not
+    trained on, which the detection scores cannot see)."""
     def key(s: EvalScores) -> tuple[float, float]:
         return (s.average_map if s.average_map is not None else -1.0, s.f2 if s.f2 is not None else -1.0)
 
-    return key(after) >= key(before)
+    scores = (f"held-out average mAP {_pct(before.average_map)} -> {_pct(after.average_map)}, "
+              f"F2 {_pct(before.f2)} -> {_pct(after.f2)}")
+    if key(after) < key(before):
+        return False, f"{scores}: lower than its parent's"
+    if before.kinds_right is not None and after.kinds_right is not None and after.kinds_right < before.kinds_right:
+        return False, (f"{scores}, but the kind head names {after.kinds_right} of {after.kinds_of} held-out "
+                       f"categories, its parent {before.kinds_right} of {before.kinds_of}")
+    kinds = ("" if after.kinds_right is None or before.kinds_right is None else
+             f", categories named {before.kinds_right} -> {after.kinds_right} of {after.kinds_of}")
+    return True, f"{scores}{kinds}: at least its parent's"
 
 
 # ------------------------------------------------------------------------------------------- the loop
@@ -225,7 +243,8 @@ def run_correction_loop(store, models_root: str | Path, base: str = "small",
 
     train_overrides: TrainSettings fields (lr, epochs, batch_size, grad_accum, alpha, max_steps, seed,
     ablation, num_threads, ...) over LOOP_TRAIN_DEFAULTS. promote: "if_better" makes the new version
-    current when its held-out (average mAP, F2) is at least the parent's; "always"; "never".
+    current when ``promotion_verdict`` finds it at least as good as its parent on the held-out videos;
+    "always"; "never". The version records the verdict either way (``ModelVersion.promotion``).
     objective: "instructions" trains on the exported conversations (L_ce + alpha L_z + threat BCE, the
     paper's stage 2); "threat" trains only what the identify / locate scores read (per-step threat BCE +
     alpha L_z, one example per video, no language model pass): much faster on a CPU, but the LoRA
@@ -337,7 +356,10 @@ def run_correction_loop(store, models_root: str | Path, base: str = "small",
             heldout_segments=sum(len(intervals[v] or ()) for v in heldout_ids),
             export_path=str(exported.paths[0]), store_path=str(getattr(store, "path", "")),
             last_correction_id=last_correction, split_seed=split_seed, skipped_videos=skipped)
-        make_current = promote == "always" or (promote == "if_better" and _better(after, before))
+        better, why = promotion_verdict(after, before)
+        make_current = promote == "always" or (promote == "if_better" and better)
+        if promote != "if_better":
+            why = f"promote={promote!r} ({why})"
         version = ModelVersion(
             version_id=version_id, parent=parent_label, created_at=now_iso(), checkpoint=str(folder),
             base=lineage, data=data, before=before, after=after,
@@ -345,7 +367,7 @@ def run_correction_loop(store, models_root: str | Path, base: str = "small",
                    "elapsed_s": round(result.elapsed_s, 3),
                    "final": result.final, "settings": settings.schedule_fields(), "objective": objective,
                    "kind_head": kinds},
-            promoted=make_current, notes=notes)
+            promoted=make_current, promotion=why, notes=notes)
         registry.register(version, make_current=make_current)
         _scale(progress, "register")(1.0)
         return version

@@ -87,6 +87,7 @@ class ModelVersion:
     after: EvalScores | None = None
     train: dict[str, Any] = field(default_factory=dict)  # steps, examples, final losses, elapsed_s, settings
     promoted: bool = False  # became the current version when registered
+    promotion: str = ""  # why it was made current or not (the loop's verdict on its held-out scores)
     notes: str = ""
 
     def to_json(self, root: Path) -> dict[str, Any]:
