@@ -113,6 +113,18 @@ def seed_spread(seeds: dict[int, dict]) -> dict:
                       for m, f in SPREAD_METRICS.items()}}
 
 
+def fingerprints(sets) -> dict[str, str]:
+    """sha256 of each composed set's pixels and of the shipped weights: equal between two builds iff they
+    composed the same clips and trained the same model."""
+    from uprm.model.io import SMALL_CHECKPOINT
+    from uprm.video import file_sha256
+
+    out = {name: getattr(sets, name).fingerprint() for name in ("train", "fold", "val", "heldout")}
+    for f in ("uprm.safetensors", "lora_adapter/adapter_model.safetensors"):
+        out[f] = file_sha256(SMALL_CHECKPOINT / f)
+    return out
+
+
 def operating_points(test, held, normal, rule: bs.DecisionRule) -> list[dict]:
     rows = []
     for t in OPERATING_THRESHOLDS:
@@ -169,6 +181,13 @@ def main() -> int:
 
     held = score_set(model, test, ev_test)
     results["heldout"] = bs.detection_scores(test, held, rule)
+    # what each held-out clip was and what the model said on it, so that two evaluations that disagree can
+    # be traced to the clips (pixels) or the weights that differ
+    results["heldout_clips"] = [{"video_id": c.video_id, "sha256": ev_test[c.path].video.content_hash,
+                                 "max_prob": round(float(h.prob.max()), 4),
+                                 "segments_s": [[g.start_s, g.end_s] for g in bs.predicted_segments(h, rule)]}
+                                for c, h in zip(test.clips, held)]
+    results["fingerprints"] = fingerprints(sets)
     results["heldout"]["gates"] = bs.gate_balance(held)
     results["heldout"]["localisation"] = bs.localisation(test, held, rule)
     results["ranking"] = {"validation": bs.ranking_scores(val, val_scored),  # the fold twin's
@@ -345,6 +364,12 @@ def write_card_section(r: dict) -> None:
               f"{hs['threat_events']} threat events in {hs['clips_with_threat']} clips ({kinds(hs)}), "
               f"{hs['harmless_events']} harmless walkers; footage {', '.join(hs['sources'])} (vtest.avi 0-30 s), "
               "other seeds: neither the model nor its decision rule saw it.", ""]
+    if r.get("fingerprints"):
+        fp = r["fingerprints"]
+        lines += ["**Fingerprints** (sha256, first 12 hex digits; a rebuild that composed the same clips and "
+                  "trained the same weights shows the same): clips " + ", ".join(
+                      f"{k} `{fp[k][:12]}`" for k in ("train", "fold", "val", "heldout")) + "; weights " + ", ".join(
+                      f"`{k}` `{v[:12]}`" for k, v in fp.items() if k.endswith(".safetensors")) + ".", ""]
     b = r.get("build") or {}
     if b.get("default_run"):
         w, d = b.get("warmup_run") or {}, b["default_run"]

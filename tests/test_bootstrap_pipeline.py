@@ -191,6 +191,11 @@ def test_bootstrap_end_to_end_on_short_composed_clips_with_a_tiny_model(tmp_path
         gt_of_clip = json.loads(Path(clip.path).with_suffix(".json").read_text())
         assert gt_of_clip["plan"]["version"] == GT_VERSION and gt_of_clip["database"][clip.video_id]["composition"]["seed"] >= 0
     assert bs.load_set(tmp_path / "set").clips == composed.clips
+    # the same plans compose the same pixels wherever they are written: one fingerprint (the evaluation
+    # records it, so two builds can tell whether they trained on the same clips)
+    twin = bs.compose_set("e2e", [bs.SourceWindow(str(SAMPLE), 0.0, 30.0)], 2, 7, tmp_path / "set2", (6.0, 6.5))
+    assert twin.fingerprint() == bs.load_set(tmp_path / "set").fingerprint()
+    assert len(twin.fingerprint()) == 64 and twin.fingerprint() != bs.ComposedSet("x", tmp_path, 7, twin.clips[:1]).fingerprint()
     gt = json.loads(composed.gt_path.read_text())["database"]
     assert set(gt) == {"e2e_s7_000", "e2e_s7_001"}
     # a set of named events (e.g. hard negatives): exactly those in every clip, recorded in the plan

@@ -11,6 +11,7 @@ other footage. Everything here is deterministic given the sources and seeds.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections import Counter
@@ -89,6 +90,16 @@ class ComposedSet:
                 "harmless_events": sum(len(c.harmless) for c in self.clips),
                 "harmless_by_kind": dict(sorted(Counter(k for c in self.clips for k in c.harmless).items())),
                 "sources": sorted({c.source for c in self.clips})}
+
+    def fingerprint(self) -> str:
+        """sha256 over the clips' ids and file bytes: two builds composed the same pixels iff these agree
+        (the plans can agree while the pixels do not, e.g. clips kept from older compositor code)."""
+        from uprm.video import file_sha256
+
+        digest = hashlib.sha256()
+        for c in self.clips:
+            digest.update(f"{c.video_id}:{file_sha256(c.path)}\n".encode())
+        return digest.hexdigest()
 
 
 def _noop(_msg: str) -> None:
@@ -361,8 +372,6 @@ def run_key(what: Sequence[str], inputs: Sequence[str | Path] = (), init: str | 
     config, so a new preset default invalidates the runs begun from the old one) and the perception
     versions its evidence comes from (a new front-end invalidates the runs on the old one's evidence).
     Other model code is not in it: after changing it, rebuild with --fresh."""
-    import hashlib
-
     from uprm.model.io import SMALL_CHECKPOINT
 
     h = hashlib.sha256(json.dumps([list(what), perception_versions()]).encode())
