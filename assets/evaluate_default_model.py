@@ -113,6 +113,24 @@ def seed_spread(seeds: dict[int, dict]) -> dict:
                       for m, f in SPREAD_METRICS.items()}}
 
 
+def environment() -> dict:
+    """Where the evaluation ran: the same code, clips and weights may score differently on another CPU or
+    library version, and this says which one produced the card."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").is_file() else platform.processor()
+    packages = {}
+    for name in ("torch", "numpy", "opencv-python-headless", "av", "transformers", "peft", "ai-edge-litert", "mediapipe"):
+        try:
+            packages[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return {"python": platform.python_version(), "machine": platform.machine(), "cpu": cpu, "cores": os.cpu_count(),
+            "packages": packages}
+
+
 def fingerprints(sets) -> dict[str, str]:
     """sha256 of each composed set's pixels and of the shipped weights: equal between two builds iff they
     composed the same clips and trained the same model."""
@@ -274,6 +292,7 @@ def main() -> int:
                                                   "seed_spread", "kind_head",
                                                   "default_files",
                                                   "started", "finished")}
+    results["environment"] = environment()
     results["evaluation_s"] = round(time.perf_counter() - t0, 1)
     results["evaluated_at"] = time.strftime("%Y-%m-%d %H:%M:%S")
     RESULTS_JSON.write_text(json.dumps(results, indent=1, default=_json_default) + "\n")
@@ -340,13 +359,20 @@ def category_lines(cats: dict, named: dict | None) -> list[str]:
     return out + [""]
 
 
+def _machine(env: dict) -> str:
+    pk = env.get("packages", {})
+    return (f"{env['cpu']} ({env['cores']} cores, {env['machine']}), Python {env['python']}"
+            + "".join(f", {k} {pk[k]}" for k in ("torch", "opencv-python-headless", "av") if k in pk))
+
+
 def write_card_section(r: dict) -> None:
     h = r["heldout"]
     nf = r["normal_footage"]
     t = h.get("text", {})
     met = lambda ok: "met" if ok else "NOT met"  # noqa: E731
     lines = [START, "", f"Evaluated {r['evaluated_at']} by `python assets/evaluate_default_model.py` "
-             f"(model `{r['model_id']}`, weights as shipped; full JSON in `assets/default_model_eval.json`).", ""]
+             f"(model `{r['model_id']}`, weights as shipped; full JSON in `assets/default_model_eval.json`)"
+             + (f" on {_machine(r['environment'])}" if r.get("environment") else "") + ".", ""]
     ts, fs, vs, hs = r["train_set"], r["fold_set"], r["val_set"], r["heldout_set"]
 
     def kinds(x: dict) -> str:
