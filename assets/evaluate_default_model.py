@@ -119,8 +119,10 @@ def environment() -> dict:
     import platform
     from importlib.metadata import PackageNotFoundError, version
 
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").is_file() else platform.processor()
+    cpuinfo = Path("/proc/cpuinfo")
+    names = [line.split(":", 1)[1].strip() for line in (cpuinfo.read_text().splitlines() if cpuinfo.is_file() else ())
+             if line.startswith("model name")]
+    cpu = names[0] if names else platform.processor()
     packages = {}
     for name in ("torch", "numpy", "opencv-python-headless", "av", "transformers", "peft", "ai-edge-litert", "mediapipe"):
         try:

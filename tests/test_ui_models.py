@@ -28,11 +28,14 @@ def test_version_table_shows_each_verdict(tmp_path):
 
 def test_finished_job_says_which_model_is_served_and_why(tmp_path):
     services = _services(tmp_path)
-    services.job = TrainingJob(done=True, version_id="v0003", promoted=False,
-                               promotion="held-out average mAP 60.0 -> 50.0, F2 70.0 -> 72.0: lower than its parent's")
+    reg = Registry(services.models_root)
+    version = replace(_version(reg, "small", 0.5), version_id="v0003", promoted=False,
+                      promotion="held-out average mAP 60.0 -> 50.0, F2 70.0 -> 72.0: lower than its parent's")
+    services.job = TrainingJob(done=True, version=version)
     line, _ = mv.poll(services)
     assert "registered version v0003, still serving the previous model" in line
     assert "60.0 -> 50.0" in line and "serve the new one below" in line
-    services.job = replace(services.job, promoted=True, promotion="held-out average mAP 50.0 -> 60.0: at least its parent's")
+    services.job = replace(services.job, version=replace(version, promoted=True,
+                                                         promotion="held-out average mAP 50.0 -> 60.0: at least its parent's"))
     line, _ = mv.poll(services)
     assert "registered version v0003, now serving it: held-out average mAP 50.0 -> 60.0" in line

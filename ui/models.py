@@ -11,17 +11,13 @@ VERSION_COLUMNS = ["version", "current", "parent", "created", "train videos", "h
                    "before kinds named", "after kinds named", "verdict"]
 
 
-def _pct(x: float | None) -> str:
-    return "n/a" if x is None else f"{100 * x:.1f}"
-
-
 def _named(s) -> str:
     """Held-out segments whose category the kind head names, of those it has a kind for."""
     return "n/a" if s is None or s.kinds_of is None else f"{s.kinds_right}/{s.kinds_of}"
 
 
 def version_rows(services: Services) -> list[list]:
-    from uprm.training.registry import Registry
+    from uprm.training.registry import Registry, pct_text
 
     registry = Registry(services.models_root)
     current = registry.current()
@@ -31,9 +27,9 @@ def version_rows(services: Services) -> list[list]:
         rows.append([v.version_id, "yes" if current and current.version_id == v.version_id else "", v.parent or "",
                      v.created_at[:19], len(v.data.train_videos) if v.data else 0,
                      len(v.data.heldout_videos) if v.data else 0,
-                     _pct(b.f2 if b else None), _pct(a.f2 if a else None),
-                     _pct(b.map_at.get("0.5") if b else None), _pct(a.map_at.get("0.5") if a else None),
-                     _pct(b.fnr if b else None), _pct(a.fnr if a else None), _named(b), _named(a), v.promotion])
+                     pct_text(b.f2 if b else None), pct_text(a.f2 if a else None),
+                     pct_text(b.map_at.get("0.5") if b else None), pct_text(a.map_at.get("0.5") if a else None),
+                     pct_text(b.fnr if b else None), pct_text(a.fnr if a else None), _named(b), _named(a), v.promotion])
     return rows
 
 
@@ -83,8 +79,9 @@ def poll(services: Services) -> tuple[str, gr.Timer]:
     if job.error:
         return status(f"training stopped: {job.error}", ok=False), gr.Timer(active=False)
     if job.done:
-        served = ("now serving it" if job.promoted else
+        v = job.version
+        served = ("now serving it" if v.promoted else
                   "still serving the previous model (serve the new one below to use it anyway)")
-        why = f": {job.promotion}" if job.promotion else ""
-        return status(f"training done: registered version {job.version_id}, {served}{why}", 1.0), gr.Timer(active=False)
+        why = f": {v.promotion}" if v.promotion else ""
+        return status(f"training done: registered version {v.version_id}, {served}{why}", 1.0), gr.Timer(active=False)
     return status(f"training: {job.stage}", job.fraction), gr.Timer(active=True)

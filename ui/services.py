@@ -6,8 +6,12 @@ import logging
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ui.config import AppConfig
+
+if TYPE_CHECKING:  # the loop's modules load torch: imported where a job runs, not at start-up
+    from uprm.training.registry import ModelVersion
 
 log = logging.getLogger("uprm.studio")
 
@@ -28,9 +32,7 @@ class TrainingJob:
     fraction: float = 0.0
     done: bool = False
     error: str = ""
-    version_id: str = ""
-    promoted: bool = False  # the loop made the new version current (see promotion for why or why not)
-    promotion: str = ""
+    version: ModelVersion | None = None  # what the loop registered (promoted or not, and why)
     cancel: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
 
@@ -117,7 +119,7 @@ class Services:
             try:
                 version = run_correction_loop(self.store(), self.models_root, base=self.cfg.model,
                                               progress=report, cancel=job.cancel)
-                job.version_id, job.promoted, job.promotion = version.version_id, version.promoted, version.promotion
+                job.version = version
                 if version.promoted:  # the loop made it current: serve it from now on
                     self.use_version(version.version_id)
                 job.stage = "done"

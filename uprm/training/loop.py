@@ -30,7 +30,7 @@ from uprm.training.data import (
 )
 from uprm.training.errors import TrainingCancelled, TrainingDataError
 from uprm.training.features import FeatureSource, VideoFeatures
-from uprm.training.registry import DataSummary, EvalScores, ModelVersion, Registry, now_iso
+from uprm.training.registry import DataSummary, EvalScores, ModelVersion, Registry, now_iso, pct_text
 from uprm.training.trainer import CHECKPOINTS, TrainSettings, _is_cancelled, example_inputs, train
 
 # One epoch, as the paper. The language side (LoRA adapter, projector) learns at 1e-4: a few corrected
@@ -204,10 +204,6 @@ def _explain(model, feats: VideoFeatures, vid: str, path: str, intervals) -> str
     return str(model.answer(x, ATTRIBUTE, max_new_tokens=48))
 
 
-def _pct(x: float | None) -> str:
-    return "n/a" if x is None else f"{100 * x:.1f}"
-
-
 def promotion_verdict(after: EvalScores, before: EvalScores) -> tuple[bool, str]:
     """Whether the fine-tuned model is at least as good as its parent on the held-out videos, and why.
 
@@ -217,8 +213,8 @@ def promotion_verdict(after: EvalScores, before: EvalScores) -> tuple[bool, str]
     def key(s: EvalScores) -> tuple[float, float]:
         return (s.average_map if s.average_map is not None else -1.0, s.f2 if s.f2 is not None else -1.0)
 
-    scores = (f"held-out average mAP {_pct(before.average_map)} -> {_pct(after.average_map)}, "
-              f"F2 {_pct(before.f2)} -> {_pct(after.f2)}")
+    scores = (f"held-out average mAP {pct_text(before.average_map)} -> {pct_text(after.average_map)}, "
+              f"F2 {pct_text(before.f2)} -> {pct_text(after.f2)}")
     if key(after) < key(before):
         return False, f"{scores}: lower than its parent's"
     if before.kinds_right is not None and after.kinds_right is not None and after.kinds_right < before.kinds_right:

@@ -59,6 +59,11 @@ class EvalScores:
         return cls(**d)
 
 
+def pct_text(x: float | None) -> str:
+    """A score fraction as the studio and the loop's verdicts print it: percent, one decimal; "n/a" when undefined."""
+    return "n/a" if x is None else f"{100 * x:.1f}"
+
+
 @dataclass(frozen=True)
 class DataSummary:
     """What a version was trained and judged on."""
