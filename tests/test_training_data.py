@@ -287,7 +287,7 @@ def _scores(average_map: float | None, f2: float | None, kinds_right: int | None
     # detection as good, but the refit kind head names fewer held-out categories than its parent did
     (_scores(0.7, 0.7, kinds_right=2), _scores(0.5, 0.5, kinds_right=3), False, "names 2 of 5 held-out categories, its parent 3 of 5"),
     (_scores(0.7, 0.7, kinds_right=3), _scores(0.5, 0.5, kinds_right=3), True, "categories named 3 -> 3 of 5"),
-    (_scores(None, None), _scores(None, None), True, "average mAP n/a -> n/a"),  # no held-out threat to judge by
+    (_scores(None, None), _scores(None, None), True, "average mAP n/a -> n/a, F2 n/a -> n/a: no held-out threat"),  # no held-out threat to judge by
 ])
 def test_promotion_verdict(after, before, better, says):
     from uprm.training.loop import promotion_verdict

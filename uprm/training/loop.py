@@ -222,6 +222,8 @@ def promotion_verdict(after: EvalScores, before: EvalScores) -> tuple[bool, str]
                        f"categories, its parent {before.kinds_right} of {before.kinds_of}")
     kinds = ("" if after.kinds_right is None or before.kinds_right is None else
              f", categories named {before.kinds_right} -> {after.kinds_right} of {after.kinds_of}")
+    if after.average_map is None and before.average_map is None:  # held-out videos hold no threat
+        return True, f"{scores}{kinds}: no held-out threat to judge by, so it counts as at least its parent's"
     return True, f"{scores}{kinds}: at least its parent's"
 
 
