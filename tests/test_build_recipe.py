@@ -64,7 +64,7 @@ def test_a_recipe_passes_expert_dropout_to_the_training_command_only_when_set(tm
     assert argv[argv.index("--expert-dropout") + 1] == "0.3"
 
 
-def test_seed_spread_runs_start_from_their_own_random_draw_and_sit_beside_the_default(tmp_path):
+def test_warm_up_starts_are_their_own_random_draws_and_sit_beside_the_default(tmp_path):
     import torch
     from safetensors.torch import load_file
 
@@ -74,7 +74,9 @@ def test_seed_spread_runs_start_from_their_own_random_draw_and_sit_beside_the_de
     # w/o PTR from the same starts, each beside its full twin's: seed 0 is the ablation row's own run
     assert recipe.no_ptr_run_dir(runs, 0) == runs / "warmup_no_ptr"
     assert recipe.no_ptr_run_dir(runs, 2) == runs / "warmup_no_ptr_seed2"
-    assert 0 not in recipe.SPREAD_SEEDS
+    assert recipe.START_SEEDS[0] == 0 and len(set(recipe.START_SEEDS)) == len(recipe.START_SEEDS) > 1
+    assert recipe.start_init(tmp_path, 0) == "small-untrained"  # the preset, drawn by the training command
+    assert recipe.start_init(tmp_path, 1) == recipe.seed_init(tmp_path, 1)
     one = recipe.seed_init(tmp_path, 1)
     weights = load_file(one / "uprm.safetensors")
     mtime = (one / "uprm.safetensors").stat().st_mtime_ns
@@ -98,3 +100,14 @@ def test_a_seed_spread_start_is_drawn_again_when_the_small_preset_changes(tmp_pa
     # a new decision-rule default is picked after training: the same start, not a new draw
     monkeypatch.setattr(UPRMConfig, "small", classmethod(lambda cls, **o: small(**{"threat_threshold": 0.8, **o})))
     assert recipe.seed_init(tmp_path, 1) == before
+
+
+def test_the_start_is_the_one_whose_fold_twin_scored_best_on_validation_ties_to_the_lower_seed():
+    # the objectives of the session-13 clean rebuild's three starts: seed 2 (0.680) is picked
+    assert recipe.pick_start([{"seed": 0, "objective": 0.561}, {"seed": 1, "objective": 0.635},
+                              {"seed": 2, "objective": 0.680}]) == 2
+    assert recipe.pick_start([{"seed": 2, "objective": 0.6}, {"seed": 0, "objective": 0.6},
+                              {"seed": 1, "objective": 0.5}]) == 0
+    assert recipe.pick_start([{"seed": 1, "objective": 0.3}]) == 1
+    with pytest.raises(bs.BootstrapError, match="START_SEEDS"):
+        recipe.pick_start([])
