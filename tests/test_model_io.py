@@ -137,3 +137,24 @@ def test_windowed_hpe_has_no_time_layer_and_older_checkpoints_with_one_still_loa
     x = random_expert_inputs(model.config, num_steps=4, seed=3)
     with torch.no_grad():
         assert torch.equal(again(x).threat_prob, model(x).threat_prob)
+
+
+def test_weights_fingerprint_reads_the_tensors_not_the_file_bytes(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    from uprm.model.io import weights_sha256
+
+    a, b = torch.arange(6, dtype=torch.float16).reshape(2, 3), torch.ones(4)
+    save_file({"a": a, "b": b}, tmp_path / "one.safetensors", metadata={"format": "pt", "model_id": "v1"})
+    # the same tensors and metadata written in another order (the header may come out in either): one fingerprint
+    save_file({"b": b, "a": a}, tmp_path / "two.safetensors", metadata={"model_id": "v1", "format": "pt"})
+    one, two = weights_sha256(tmp_path / "one.safetensors"), weights_sha256(tmp_path / "two.safetensors")
+    assert one == two
+    b2 = b.clone()
+    b2[3] = 2.0
+    save_file({"a": a, "b": b2}, tmp_path / "three.safetensors", metadata={"format": "pt", "model_id": "v1"})
+    save_file({"a": a, "b": b}, tmp_path / "four.safetensors", metadata={"format": "pt", "model_id": "v2"})
+    save_file({"a": a.float(), "b": b}, tmp_path / "five.safetensors", metadata={"format": "pt", "model_id": "v1"})
+    others = {weights_sha256(tmp_path / f"{n}.safetensors") for n in ("three", "four", "five")}
+    assert one not in others and len(others) == 3  # a value, the version or a dtype changed

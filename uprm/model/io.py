@@ -161,3 +161,22 @@ def _check_keys(expected: dict, found: dict, what: str, where: Path) -> None:
                                                      for k in shapes[:5]))
         raise CheckpointError(f"{what} in {where} does not match the model built from its config: "
                               + "; ".join(parts) + ". Were config.json and the weights saved together?")
+
+
+def weights_sha256(path: str | Path) -> str:
+    """sha256 over a safetensors file's tensors (names, dtypes, shapes, bytes, in name order) and metadata:
+    equal for equal weights. The file's own bytes are not: the header's key order varies from one save to
+    the next (safetensors writes its metadata map unordered), so two identical trainings hash apart."""
+    import hashlib
+
+    import torch
+    from safetensors import safe_open
+
+    digest = hashlib.sha256()
+    with safe_open(str(path), framework="pt") as f:
+        digest.update(json.dumps(f.metadata() or {}, sort_keys=True).encode())
+        for name in sorted(f.keys()):
+            t = f.get_tensor(name).contiguous()
+            digest.update(f"{name}:{t.dtype}:{tuple(t.shape)}\n".encode())
+            digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
