@@ -16,10 +16,11 @@ What it measures (all with the weights as shipped, float16 on disk):
  - the paper's ablation rows: w/o HPE, ORE, VBE, UPE as inference-time switches on the shipped weights
    (decision rule re-tuned per row on the validation set by the fold twin with the same switch); w/o PTR
    as a SEPARATELY TRAINED model (the threat-only warm-up with no_ptr), compared with the full model's
-   own warm-up (same recipe), each with the rule its own fold twin picked;
- - the seed spread: that warm-up, and the w/o-PTR one, retrained from other random starts (the build's
-   SPREAD_SEEDS), each at its twin's rule, so a difference between rows can be weighed against what the
-   seed alone moves, and PTR's effect is read seed by seed (same start, with and without);
+   own warm-up (same recipe and random start), each with the rule its own fold twin picked;
+ - the seed spread: that warm-up, and the w/o-PTR one, from each of the build's random starts
+   (START_SEEDS; the build picked the default's start among them on validation), each at its twin's rule,
+   so a difference between rows can be weighed against what the seed alone moves, and PTR's effect is
+   read seed by seed (same start, with and without);
  - where predicted bounds miss the held-out events (start and end errors, events reported together);
  - the gate balance (mean R per expert and coarse share 1 - G on the held-out set) of the default and
    of each alpha variant in assets/alpha_variants/;
@@ -44,7 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from build_default_model import (  # noqa: E402  (the build's sets, windows and rule tuning, re-run per ablation row)
-    FOLD_WINDOWS, SPREAD_SEEDS, TRAIN_WINDOWS, VAL_WINDOWS, fold_dir, load_sets, no_ptr_run_dir, seed_run_dir,
+    FOLD_WINDOWS, START_SEEDS, TRAIN_WINDOWS, VAL_WINDOWS, fold_dir, load_sets, no_ptr_run_dir, seed_run_dir,
     tuned_rule,
 )
 from uprm import bootstrap as bs  # noqa: E402
@@ -134,14 +135,13 @@ def environment() -> dict:
 
 
 def fingerprints(sets) -> dict[str, str]:
-    """sha256 of each composed set's pixels and of the shipped weights: equal between two builds iff they
-    composed the same clips and trained the same model."""
-    from uprm.model.io import SMALL_CHECKPOINT
-    from uprm.video import file_sha256
+    """sha256 of each composed set's pixels and of the shipped weights' tensors: equal between two builds
+    iff they composed the same clips and trained the same model."""
+    from uprm.model.io import SMALL_CHECKPOINT, weights_sha256
 
     out = {name: getattr(sets, name).fingerprint() for name in ("train", "fold", "val", "heldout")}
     for f in ("uprm.safetensors", "lora_adapter/adapter_model.safetensors"):
-        out[f] = file_sha256(SMALL_CHECKPOINT / f)
+        out[f] = weights_sha256(SMALL_CHECKPOINT / f)
     return out
 
 
@@ -254,9 +254,10 @@ def main() -> int:
             rows[name]["how"] = ("shipped weights" + (f", inference-time switch {ablation[0]}" if ablation else "")
                                  + (f" (on top of the default's own {', '.join(own)})" if own else ""))
     chosen = (build.get("warmup_selection") or {}).get("chosen_epochs")
-    warm_dir = seed_run_dir(runs, chosen, 0) if chosen else runs / "warmup"
+    start = (build.get("start_selection") or {}).get("chosen_seed", 0)  # the random start the default continued
+    warm_dir = seed_run_dir(runs, chosen, start) if chosen else runs / "warmup"
     for name, folder in (("full (warm-up only)", warm_dir),
-                         ("w/o PTR (trained, warm-up only)", no_ptr_run_dir(runs, 0))):
+                         ("w/o PTR (trained, warm-up only)", no_ptr_run_dir(runs, start))):
         if (row := twin_ruled_row(folder, val, ev_val, test, ev_test)) is not None:
             rows[name] = row
             row["how"] = (f"separately trained model {folder.name} (threat-only warm-up, same recipe"
@@ -265,7 +266,8 @@ def main() -> int:
     arms = {"full": (rows.get("full (warm-up only)"), lambda seed: seed_run_dir(runs, chosen, seed)),
             "no_ptr": (rows.get("w/o PTR (trained, warm-up only)"), lambda seed: no_ptr_run_dir(runs, seed))}
     for arm, (row0, run_dir) in arms.items() if chosen else ():
-        seeds = {0: row0} | {seed: twin_ruled_row(run_dir(seed), val, ev_val, test, ev_test) for seed in SPREAD_SEEDS}
+        seeds = {seed: row0 if seed == start else twin_ruled_row(run_dir(seed), val, ev_val, test, ev_test)
+                 for seed in START_SEEDS}
         if spread := seed_spread({k: v for k, v in seeds.items() if v}):
             what = "the warm-up-only model" + (" trained w/o PTR" if arm == "no_ptr" else "")
             results["seed_spread" + ("" if arm == "full" else f"_{arm}")] = {
@@ -289,9 +291,9 @@ def main() -> int:
 
     results["perception_s"] = {"heldout": round(t_test, 1), "normal": round(t_normal, 1)}
     results["build"] = {k: build.get(k) for k in ("threat_recipe", "recipe", "train_perception_s",
-                                                  "warmup_selection", "decision_rule",
-                                                  "warmup_run", "default_run", "fold_default_run", "no_ptr_run",
-                                                  "seed_spread", "kind_head",
+                                                  "warmup_selection", "start_selection", "decision_rule",
+                                                  "warmup_run", "default_run", "fold_default_run", "no_ptr_runs",
+                                                  "kind_head",
                                                   "default_files",
                                                   "started", "finished")}
     results["environment"] = environment()
@@ -395,7 +397,8 @@ def write_card_section(r: dict) -> None:
     if r.get("fingerprints"):
         fp = r["fingerprints"]
         lines += ["**Fingerprints** (sha256, first 12 hex digits; a rebuild that composed the same clips and "
-                  "trained the same weights shows the same): clips " + ", ".join(
+                  "trained the same weights shows the same; the weights' over their tensors, as the files' header "
+                  "order varies from save to save): clips " + ", ".join(
                       f"{k} `{fp[k][:12]}`" for k in ("train", "fold", "val", "heldout")) + "; weights " + ", ".join(
                       f"`{k}` `{v[:12]}`" for k, v in fp.items() if k.endswith(".safetensors")) + ".", ""]
     b = r.get("build") or {}
@@ -418,6 +421,11 @@ def write_card_section(r: dict) -> None:
             lines += [f"**Warm-up length**, picked by the fold twins on the validation set ({bs.OBJECTIVE}, "
                       "each at its own tuned rule): " + "; ".join(f"{c['epochs']} epochs {c['objective']:.3f}" for c in sel["candidates"])
                       + f" -> {sel['chosen_epochs']} epochs.", ""]
+        st = b.get("start_selection") or {}
+        if len(st.get("candidates") or ()) > 1:
+            lines += ["**Random start** (model weights and data order) of that warm-up, picked the same way: "
+                      + "; ".join(f"seed {c['seed']} {c['objective']:.3f}" for c in st["candidates"])
+                      + f" -> seed {st['chosen_seed']}; the instruction phase continues from it.", ""]
         kh = b.get("kind_head") or {}
         if kh.get("candidates"):
             fit = kh["fit"]
@@ -544,7 +552,7 @@ def write_card_section(r: dict) -> None:
                   + f". With PTR: higher AUC in {ahead['auc']} of {len(both)} seeds, higher mAP@0.5 in "
                   f"{ahead['map_0.5']}, fewer missed frames in {fewer_misses}."]
     if r["alpha_variants"]:
-        lines += ["", "**Alpha variants** (`assets/alpha_variants/`: the warm-up recipe from the same random start, "
+        lines += ["", "**Alpha variants** (`assets/alpha_variants/`: the warm-up recipe from the default's random start, "
                   "only alpha differs; each with the rule its fold twin picked on validation; gate balance on the "
                   "held-out clips):",
                   "", "| variant | alpha | R_hpe | R_ore | R_vbe | 1-G | AUC | mAP@0.5 | FNR % |",
