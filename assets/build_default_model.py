@@ -1,8 +1,8 @@
 """Rebuild the shipped default checkpoint ``assets/uprm-small`` (and its alpha variants) from scratch.
 
     python assets/build_default_model.py                 # everything (about 2.5 h on 2 CPU cores from nothing:
-                                                         # ~85 min composing and perceiving the clips once
-                                                         # (front-ends + motion), ~45 min training)
+                                                         # ~90 min composing and perceiving the clips once
+                                                         # (front-ends + motion), ~65 min training)
     python assets/build_default_model.py --skip-variants # only the default checkpoint
 
 Every decision rule and the warm-up length are picked on predictions for footage the picking model did
