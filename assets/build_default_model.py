@@ -5,8 +5,8 @@
                                                          # (front-ends + motion), ~65 min training)
     python assets/build_default_model.py --skip-variants # only the default checkpoint
 
-Every decision rule and the warm-up length are picked on predictions for footage the picking model did
-not train on. Validation clips cut from the training footage show the same real passers-by as the
+Every decision rule and the warm-up's length and start are picked on predictions for footage the picking
+model did not train on. Validation clips cut from the training footage show the same real passers-by as the
 training clips; a model is surer of those than of new ones, so a rule picked there came out too low for
 new footage (v4: threshold 0.3 on validation, while 0.5-0.6 did better on the held-out window). So each
 model is trained twice with the same recipe: the SHIPPED model on all of the training footage, and its
@@ -33,8 +33,8 @@ second run only retrains):
        epochs: the fold twin once per WARMUP_EPOCHS candidate, the validation set picks the length;
        then the warm-up of that length from each random start in START_SEEDS (model and data order),
        each with its fold twin, and the validation set picks the start (one recipe's draws differ more
-       on held-out than any recipe change we measured: mAP@0.5 27-67; the twins' validation objective
-       ranked the starts as held-out did in two builds);
+       on held-out than any recipe change we measured, mAP@0.5 13-67 over two builds; the twins'
+       validation objective ranked the starts as held-out did in both);
     b. INSTRUCTIONS (RECIPE): ``python -m uprm train --stage 2 --init <warm-up> --data instructions.json``,
        one epoch as in the paper: LoRA, projector, experts, router and threat head together on
        L = L_ce + alpha L_z + threat BCE, the last three at a tenth of the rate (``--fusion-lr``);
