@@ -151,3 +151,31 @@ def test_missing_source_is_a_clear_error(tmp_path: Path, capsys):
     code = _cli(["compose", "clip", "--source", str(tmp_path / "nope.mp4"), "--out", str(tmp_path / "c.mp4")])
     err = capsys.readouterr().err
     assert code == 2 and "nope.mp4" in err and "no such file" in err
+
+
+def test_cached_plates_and_sprite_banks_are_keyed_by_the_code_that_made_them(monkeypatch):
+    from uprm.compose import cache, sprites
+    from uprm.evidence import VideoInfo
+
+    fp = cache.code_fingerprint()
+    assert len(fp) == 64 and cache.code_fingerprint() == fp  # computed once per process, stable
+    video = VideoInfo(path="v.mp4", content_hash="ab" * 32, fps=10.0, frame_count=100, duration_s=10.0,
+                      width=64, height=48)
+    key = sprites._cache_key(video, 0, 50, 1.0)
+    # other compositor code (or another av / OpenCV / numpy): another bank, not the one older code harvested
+    monkeypatch.setattr(sprites, "code_fingerprint", lambda: "0" * 64)
+    assert sprites._cache_key(video, 0, 50, 1.0) != key
+
+
+def test_a_sprite_bank_read_back_from_the_cache_holds_exactly_the_harvested_sprites():
+    from uprm.compose.sprites import _pack, _unpack
+
+    rng = np.random.default_rng(0)
+    sprites = [Sprite(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), rng.random((h, w), dtype=np.float32),
+                      (w / 2, h - 1.0), (10.0 + h, 20.0), i, (50.0, 1.5, -2.0)) for i, (h, w) in enumerate([(5, 3), (7, 4)])]
+    back = _unpack(_pack(sprites), "")
+    for a, b in zip(sprites, back):
+        assert np.array_equal(a.rgb, b.rgb) and a.alpha.dtype == b.alpha.dtype == np.float32
+        assert np.array_equal(a.alpha, b.alpha)  # not rounded to 8 bits: cached banks compose the same pixels
+        assert (a.foot_xy, a.source_foot_xy, a.source_frame, a.ground_lab) == (b.foot_xy, b.source_foot_xy,
+                                                                               b.source_frame, b.ground_lab)

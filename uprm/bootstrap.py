@@ -117,10 +117,12 @@ def compose_set(name: str, windows: Sequence[SourceWindow], n_clips: int, seed: 
     given ``events`` (kind names), exactly those events in every clip (placed by each clip's seed).
 
     Sprites are harvested from each window only, so the people acting in a set come from its footage.
-    Clips already written with the same plan are reused (the manifest records the plan).
+    Clips already written with the same plan are reused (each clip's JSON records its plan, which names the
+    compositor's code fingerprint: a clip older code composed is composed again).
     """
     from uprm.compose import compose, prepare
-    from uprm.compose.compositor import GT_VERSION, planned_ground_truth, write_gt
+    from uprm.compose.cache import code_fingerprint
+    from uprm.compose.compositor import GT_VERSION, write_gt
     from uprm.compose.source import probe
 
     if n_clips < 1:
@@ -164,17 +166,11 @@ def compose_set(name: str, windows: Sequence[SourceWindow], n_clips: int, seed: 
         video_id = f"{name}_s{seed}_{i:03d}"
         path = out_dir / "videos" / f"{video_id}.mp4"
         gt_file = path.with_suffix(".json")
-        plan = {"version": GT_VERSION, "source_sha256": footage.video.content_hash, "start_s": start_s, "clip_s": length_s,
+        plan = {"version": GT_VERSION, "code": code_fingerprint(), "source_sha256": footage.video.content_hash,
+                "start_s": start_s, "clip_s": length_s,
                 **({"n_threats": n_threats, "n_harmless": n_harmless} if events is None else {"events": what}),
                 "seed": clip_seed}
         cached = _cached_clip(path, gt_file, plan)
-        if cached is None and (older := _cached_clip(path, gt_file, plan, any_version=True)) is not None:
-            # composed by an earlier compositor version: reuse its pixels when this one plans the same clip
-            now = planned_ground_truth(footage, what, clip_seed, start_s=start_s, clip_s=length_s,
-                                       n_harmless=n_harmless, video_id=video_id)
-            if now["database"] == older["database"]:
-                cached = {**now, "plan": plan}
-                write_gt(cached, gt_file)
         if cached is None:
             result = compose(footage, what, clip_seed, path, start_s=start_s, clip_s=length_s,
                              n_harmless=n_harmless, video_id=video_id, gt_path=gt_file)
@@ -203,20 +199,14 @@ def compose_set(name: str, windows: Sequence[SourceWindow], n_clips: int, seed: 
     return out
 
 
-def _cached_clip(path: Path, gt_file: Path, plan: dict, any_version: bool = False) -> dict | None:
-    """The ground truth of a clip already written with ``plan`` (with ``any_version``: by any compositor
-    version), or None."""
+def _cached_clip(path: Path, gt_file: Path, plan: dict) -> dict | None:
+    """The ground truth of a clip already written with ``plan``, or None."""
     if not (path.is_file() and gt_file.is_file()):
         return None
     try:
         gt = json.loads(gt_file.read_text())
     except json.JSONDecodeError:
         return None
-    if any_version:
-        def strip(p):
-            return {k: v for k, v in (p or {}).items() if k != "version"}
-
-        return gt if strip(gt.get("plan")) == strip(plan) else None
     return gt if gt.get("plan") == plan else None
 
 

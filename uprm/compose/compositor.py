@@ -276,15 +276,6 @@ def _plan_clip(footage: Footage, events, seed: int, start_s: float, clip_s: floa
     return first, n, actors, composed
 
 
-def planned_ground_truth(footage: Footage, events: Sequence[EventSpec | dict | str] | int = 1, seed: int = 0, *,
-                         start_s: float = 0.0, clip_s: float | None = None, n_harmless: int | None = None,
-                         video_id: str = "clip") -> dict:
-    """The ground truth ``compose`` would write with these arguments, without rendering: a clip composed
-    earlier whose ground truth equals it has the same pixels (rendering follows from the plan)."""
-    _, n, _, composed = _plan_clip(footage, events, seed, start_s, clip_s, n_harmless)
-    return ground_truth(video_id, n / footage.video.fps, footage.video.fps, composed, footage, start_s, seed)
-
-
 def compose(source: str | Path | Footage, events: Sequence[EventSpec | dict | str] | int = 1, seed: int = 0,
             out: str | Path = "composed.mp4", *, start_s: float = 0.0, clip_s: float | None = None,
             n_harmless: int | None = None, video_id: str | None = None, gt_path: str | Path | None = None,

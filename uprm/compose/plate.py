@@ -11,7 +11,7 @@ from functools import cached_property
 
 import numpy as np
 
-from uprm.compose.cache import cache_dir
+from uprm.compose.cache import cache_dir, code_fingerprint
 from uprm.compose.errors import ComposeError
 from uprm.compose.source import iter_frames
 from uprm.evidence import VideoInfo
@@ -85,8 +85,9 @@ def clean_plate(video: VideoInfo, n_samples: int = 31, start: int = 0, stop: int
 
 
 def load_or_make_plate(video: VideoInfo, use_cache: bool = True) -> Plate:
-    """``clean_plate`` of the whole video, cached on disk by the video's content hash."""
-    path = cache_dir() / f"plate_{video.content_hash[:20]}.npz"
+    """``clean_plate`` of the whole video, cached on disk by the video's content hash and the compositor's
+    code fingerprint."""
+    path = cache_dir() / f"plate_{video.content_hash[:20]}_{code_fingerprint()[:12]}.npz"
     if use_cache and path.is_file():
         with np.load(path) as data:
             return Plate(data["rgb"], data["noise"], float(data["residual"]), int(data["n_samples"]))

@@ -21,13 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
-from uprm.compose.cache import cache_dir
+from uprm.compose.cache import cache_dir, code_fingerprint
 from uprm.compose.errors import ComposeError
 from uprm.compose.perspective import PerspectiveFit, fit_perspective
 from uprm.compose.plate import Plate, foreground
 from uprm.evidence import VideoInfo
 
-HARVEST_VERSION = 2  # bump when harvesting changes, so cached banks are rebuilt
+HARVEST_VERSION = 3  # bump when harvesting or the bank format changes (3: exact alpha), so cached banks are rebuilt
 MAX_SAMPLE_FPS = 12.5  # faster footage is sampled down: gait needs ~10 samples/s, the detector is slow
 MIN_PERSON_PX = 30  # smaller people make sprites too blurry to reuse
 LINK_IOU = 0.3
@@ -295,14 +295,17 @@ def harvest(video: VideoInfo, plate: Plate, start: int = 0, stop: int | None = N
 
 
 def _cache_key(video: VideoInfo, start: int, stop: int | None, min_track_s: float) -> str:
-    key = json.dumps([HARVEST_VERSION, video.content_hash, start, stop, min_track_s])
+    key = json.dumps([HARVEST_VERSION, code_fingerprint(), video.content_hash, start, stop, min_track_s])
     return hashlib.sha256(key.encode()).hexdigest()[:20]
 
 
 def _pack(sprites: list[Sprite]) -> dict[str, np.ndarray]:
+    # alpha is kept exactly (float32), not at 8 bits: a bank read back from the cache must compose the same
+    # pixels as the freshly harvested one (at 8 bits, a build from an empty cache and one from a warm cache
+    # composed different clips from the same plans)
     return {
-        "rgba": np.concatenate([np.concatenate([s.rgb, (s.alpha[..., None] * 255).round().astype(np.uint8)], 2)
-                                .reshape(-1) for s in sprites]),
+        "rgb": np.concatenate([s.rgb.reshape(-1) for s in sprites]),
+        "alpha": np.concatenate([s.alpha.astype(np.float32, copy=False).reshape(-1) for s in sprites]),
         "shapes": np.array([s.alpha.shape for s in sprites], np.int64),  # (n, 2)
         "foot": np.array([s.foot_xy for s in sprites], np.float64),
         "src_foot": np.array([s.source_foot_xy for s in sprites], np.float64),
@@ -313,15 +316,15 @@ def _pack(sprites: list[Sprite]) -> dict[str, np.ndarray]:
 
 def _unpack(arrays: dict[str, np.ndarray], prefix: str) -> list[Sprite]:
     shapes = arrays[prefix + "shapes"]
-    flat, offset, out = arrays[prefix + "rgba"], 0, []
+    rgb, alpha, offset, out = arrays[prefix + "rgb"], arrays[prefix + "alpha"], 0, []
     for i, (h, w) in enumerate(shapes):
-        rgba = flat[offset:offset + h * w * 4].reshape(h, w, 4)
-        offset += h * w * 4
+        n = int(h) * int(w)
         out.append(Sprite(
-            np.ascontiguousarray(rgba[..., :3]), rgba[..., 3].astype(np.float32) / 255.0,
+            rgb[3 * offset:3 * (offset + n)].reshape(h, w, 3), alpha[offset:offset + n].reshape(h, w),
             tuple(arrays[prefix + "foot"][i]), tuple(arrays[prefix + "src_foot"][i]),
             int(arrays[prefix + "frame"][i]), tuple(float(v) for v in arrays[prefix + "ground"][i]),
         ))
+        offset += n
     return out
 
 
