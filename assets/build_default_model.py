@@ -170,6 +170,12 @@ def start_init(work: Path, seed: int) -> Path | str:
     return "small-untrained" if seed == 0 else seed_init(work, seed)
 
 
+def candidate_row(rule: bs.DecisionRule, at_rule: dict, elapsed_s: float) -> dict:
+    """What the build report keeps of a candidate its fold twin scored on validation (warm-up length, start)."""
+    return {"objective": round(bs.objective(at_rule), 4), "rule": vars(rule), "fnr": at_rule["fnr"],
+            "f2": at_rule["f2"], "map_avg": at_rule["map_avg"], "elapsed_s": round(elapsed_s, 1)}
+
+
 def pick_start(candidates: list[dict]) -> int:
     """The random start whose fold twin scored best on validation (``candidates``: {"seed", "objective"});
     ties go to the lower seed, so a build that scores its starts alike keeps the default's own."""
@@ -299,9 +305,7 @@ def main() -> int:
         w = bs.run_training(recipe, [fold_data], fold_dir(runs / f"warmup_e{epochs}"), "small-untrained",
                             num_threads=args.num_threads, reuse=not args.fresh)
         w_rule, w_row = tuned_rule(w.out_dir, val, ev_val)
-        selection.append({"epochs": epochs, "objective": round(bs.objective(w_row), 4), "rule": vars(w_rule),
-                          "fnr": w_row["fnr"], "f2": w_row["f2"], "map_avg": w_row["map_avg"],
-                          "elapsed_s": round(w.elapsed_s, 1)})
+        selection.append({"epochs": epochs, **candidate_row(w_rule, w_row, w.elapsed_s)})
         fold_warm[epochs] = (w, w_rule, w_row)
         say(f"fold warm-up {epochs} epochs: validation objective {bs.objective(w_row):.4f} at {w_rule}")
     warm_epochs = max(selection, key=lambda r: (r["objective"], -r["epochs"]))["epochs"]  # ties: the shorter run
@@ -316,9 +320,7 @@ def main() -> int:
                                    seed_run_dir(runs, warm_epochs, seed), val, ev_val, args, init=init,
                                    fold_init=init, fold=fold_warm[warm_epochs] if seed == 0 else None)
         twins = starts[seed]
-        candidates.append({"seed": seed, "objective": round(bs.objective(twins.at_rule), 4),
-                           "rule": vars(twins.rule), "fnr": twins.at_rule["fnr"], "f2": twins.at_rule["f2"],
-                           "map_avg": twins.at_rule["map_avg"], "elapsed_s": round(twins.run.elapsed_s, 1)})
+        candidates.append({"seed": seed, **candidate_row(twins.rule, twins.at_rule, twins.run.elapsed_s)})
         say(f"warm-up from seed {seed}: the fold twin's validation objective {bs.objective(twins.at_rule):.4f} "
             f"at {twins.rule}")
     start = pick_start(candidates)
