@@ -1,7 +1,7 @@
 """Rebuild the shipped default checkpoint ``assets/uprm-small`` (and its alpha variants) from scratch.
 
-    python assets/build_default_model.py                 # everything (about 2.5 h on 2 CPU cores from nothing:
-                                                         # ~90 min composing and perceiving the clips once
+    python assets/build_default_model.py                 # everything (about 3 h on 2 CPU cores from nothing:
+                                                         # ~2 h composing and perceiving the 776 clips once
                                                          # (front-ends + motion), ~65 min training)
     python assets/build_default_model.py --skip-variants # only the default checkpoint
 
@@ -18,12 +18,12 @@ Steps, all deterministic given the seeds below (perception and composition are c
 second run only retrains):
  1. compose the TRAINING set: TRAIN_CLIPS clips of 10-16 s cut from vtest.avi 30-79.5 s, each with 0-2
     threat events and 0-2 harmless pasted walkers, seed S_TRAIN; the FOLD set the same way from
-    FOLD_WINDOWS (30-64.5 s); the VALIDATION set: VAL_CLIPS clips of 10-15 s from VAL_WINDOWS
-    (64.5-79.5 s, its own sprites), seed S_VAL, plus CHAT_VAL_CLIPS clips of two people standing
+    FOLD_WINDOWS (30-64.5 s); the VALIDATION set: one draw of VAL_CLIPS clips of 10-15 s from
+    VAL_WINDOWS (64.5-79.5 s, its own sprites) per seed in S_VALS, pooled, plus CHAT_VAL_CLIPS clips of two people standing
     together talking (``chat``, the look-alike of a struggle and of loitering, which v4 fired on in the
-    untouched sample), seed S_CHAT_VAL, so the rule pays for firing on them; and the HELD-OUT set:
-    TEST_CLIPS clips of 10-15 s from the first 30 s (assets/sample_vtest_30s.mp4), seed S_TEST
-    (bikes.mp4 is a moving camera, which the compositor refuses);
+    untouched sample), seed S_CHAT_VAL, so the rule pays for firing on them; and the HELD-OUT set: one
+    draw of TEST_CLIPS clips of 10-15 s from the first 30 s (assets/sample_vtest_30s.mp4) per seed in
+    S_TESTS, scored pooled and draw by draw (bikes.mp4 is a moving camera, which the compositor refuses);
  2. perceive every clip (frozen front-ends, cached per content hash);
  3. write the three DeepSVU instructions per training and fold clip (identify / locate / attribute,
     answers from the GT, per-step threat targets from the GT segments) as LLaVA conversation JSON;
@@ -75,7 +75,15 @@ sys.path.insert(0, str(ROOT))
 from uprm import bootstrap as bs  # noqa: E402
 
 MEDIA = ROOT.parent / "shared" / "media"
-S_TRAIN, S_VAL, S_TEST = 1000, 3000, 2000
+S_TRAIN = 1000
+# Validation draws (the validation window, other event plans), pooled: it picks the warm-up's length and
+# start, every decision rule and the kind head's epochs, and one draw's 30-40 events swing figures as far
+# as the held-out draws below do.
+S_VALS = (3000, 3001, 3002)
+# Held-out draws: the same 30 s of footage, other event plans. One draw of 40 clips holds 30-40 events,
+# and v10's mAP@0.5 was 62.7 on seed 2000's but 30.6 and 34.1 on 2001's and 2002's, so the evaluation
+# pools several draws (and reports each). Nothing in the build reads them.
+S_TESTS = (2000, 2001, 2002, 2003)
 TRAIN_CLIPS, VAL_CLIPS, TEST_CLIPS = 240, 40, 40
 S_CHAT_VAL, CHAT_VAL_CLIPS, CHAT_EVENTS = 3100, 8, ("chat",)
 TRAIN_WINDOWS = [bs.SourceWindow(str(MEDIA / "vtest.avi"), 30.0, 79.5)]
@@ -125,33 +133,50 @@ RULE_GRID = dict(thresholds=bs.THRESHOLDS, min_segments_s=(1.0, 2.0, 3.0), merge
                  keep_thresholds=(None, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8))
 
 
+def draw_dir(work: Path, name: str, seeds: tuple[int, ...], seed: int) -> Path:
+    """Folder of one draw of a set; the first keeps the set's plain name, which it had when it was the only
+    draw (so its clips stay reusable)."""
+    return work / (name if seed == seeds[0] else f"{name}_s{seed}")
+
+
+def pooled(draws: list[bs.ComposedSet]) -> bs.ComposedSet:
+    return functools.reduce(bs.ComposedSet.joined, draws)
+
+
 @dataclass
 class Sets:
     train: bs.ComposedSet
     fold: bs.ComposedSet  # the training footage without the validation window (the fold twins')
-    val: bs.ComposedSet  # random plans + chats, from the validation window
-    heldout: bs.ComposedSet
+    val: bs.ComposedSet  # the validation draws (random plans) and the chats, pooled
+    heldout_draws: list[bs.ComposedSet]  # one per seed in S_TESTS
+
+    @property
+    def heldout(self) -> bs.ComposedSet:
+        """Every held-out draw as one set (the pooled figures)."""
+        return pooled(self.heldout_draws)
 
 
 def build_sets(work: Path) -> Sets:
     """The training, fold and validation sets (other seeds and windows of vtest.avi after 30 s) and the
-    held-out set (the video's first 30 s, other seeds)."""
-    val = bs.compose_set("val", VAL_WINDOWS, VAL_CLIPS, S_VAL, work / "val", (10.0, 15.0), progress=say)
+    held-out draws (the video's first 30 s, other seeds)."""
+    val = [bs.compose_set("val", VAL_WINDOWS, VAL_CLIPS, seed, draw_dir(work, "val", S_VALS, seed), (10.0, 15.0),
+                          progress=say) for seed in S_VALS]
     chats = bs.compose_set("val_chat", VAL_WINDOWS, CHAT_VAL_CLIPS, S_CHAT_VAL, work / "val_chat", (10.0, 15.0),
                            events=CHAT_EVENTS, progress=say)
     return Sets(
         train=bs.compose_set("train", TRAIN_WINDOWS, TRAIN_CLIPS, S_TRAIN, work / "train", (10.0, 16.0), progress=say),
         fold=bs.compose_set("fold", FOLD_WINDOWS, TRAIN_CLIPS, S_TRAIN, work / "fold", (10.0, 16.0), progress=say),
-        val=val.joined(chats),
-        heldout=bs.compose_set("heldout", TEST_WINDOWS, TEST_CLIPS, S_TEST, work / "heldout", (10.0, 15.0),
-                               progress=say))
+        val=pooled(val + [chats]),
+        heldout_draws=[bs.compose_set("heldout", TEST_WINDOWS, TEST_CLIPS, seed, draw_dir(work, "heldout", S_TESTS, seed),
+                                      (10.0, 15.0), progress=say) for seed in S_TESTS])
 
 
 def load_sets(work: Path) -> Sets:
     """The sets ``build_sets`` composed into ``work`` (for the evaluation)."""
     return Sets(train=bs.load_set(work / "train"), fold=bs.load_set(work / "fold"),
-                val=bs.load_set(work / "val").joined(bs.load_set(work / "val_chat")),
-                heldout=bs.load_set(work / "heldout"))
+                val=pooled([bs.load_set(draw_dir(work, "val", S_VALS, seed)) for seed in S_VALS]
+                           + [bs.load_set(work / "val_chat")]),
+                heldout_draws=[bs.load_set(draw_dir(work, "heldout", S_TESTS, seed)) for seed in S_TESTS])
 
 
 def seed_run_dir(runs: Path, epochs: int, seed: int) -> Path:

@@ -38,6 +38,23 @@ def test_held_out_footage_is_the_first_30_s_which_no_model_trains_on():
     assert all(w.start_s >= 30.0 for w in recipe.TRAIN_WINDOWS + recipe.FOLD_WINDOWS + recipe.VAL_WINDOWS)
 
 
+def test_validation_and_held_out_draws_have_their_own_seeds_and_folders_and_pool_in_order(tmp_path):
+    seeds = recipe.S_TESTS
+    every = [recipe.S_TRAIN, recipe.S_CHAT_VAL, *recipe.S_VALS, *recipe.S_TESTS]
+    assert len(seeds) >= 3 and len(recipe.S_VALS) >= 3 and len(set(every)) == len(every)
+    for name, draws in (("heldout", seeds), ("val", recipe.S_VALS)):
+        folders = [recipe.draw_dir(tmp_path, name, draws, s) for s in draws]
+        assert folders[0] == tmp_path / name and len(set(folders)) == len(folders)
+
+    def draw(seed: int) -> bs.ComposedSet:
+        clip = bs.ClipRecord(f"heldout_s{seed}_000", str(tmp_path / f"{seed}.mp4"), 10.0, 10.0, "x.mp4", 0.0, seed,
+                             (), (), (), ())
+        return bs.ComposedSet("heldout", tmp_path / str(seed), seed, [clip])
+
+    sets = recipe.Sets(train=draw(1), fold=draw(2), val=draw(3), heldout_draws=[draw(s) for s in seeds])
+    assert [c.seed for c in sets.heldout.clips] == list(seeds)
+
+
 def test_each_run_has_its_fold_twin_beside_it(tmp_path):
     assert recipe.fold_dir(tmp_path / "runs" / "default") == tmp_path / "runs" / "fold" / "default"
     assert recipe.fold_dir(tmp_path / "runs" / "alpha_0.2") == tmp_path / "runs" / "fold" / "alpha_0.2"
@@ -111,3 +128,25 @@ def test_the_start_is_the_one_whose_fold_twin_scored_best_on_validation_ties_to_
     assert recipe.pick_start([{"seed": 1, "objective": 0.3}]) == 1
     with pytest.raises(bs.BootstrapError, match="START_SEEDS"):
         recipe.pick_start([])
+
+
+def test_the_evaluation_scores_each_held_out_draw_on_its_own_and_their_mean(tmp_path):
+    import numpy as np
+
+    evaluation = pytest.importorskip("evaluate_default_model")
+
+    def draw(seed: int, found: bool) -> tuple[bs.ComposedSet, bs.Scored]:
+        vid = f"heldout_s{seed}_000"
+        clip = bs.ClipRecord(vid, str(tmp_path / f"{vid}.mp4"), 10.0, 10.0, "x.mp4", 0.0, seed, ((2.0, 6.0),),
+                             ("fall",), ("c",), ())
+        times = np.arange(0.25, 10.0, 0.5)
+        prob = np.where((times > 2.0) & (times < 6.0), 0.95 if found else 0.05, 0.05)
+        return (bs.ComposedSet("heldout", tmp_path, seed, [clip]),
+                bs.Scored(vid, 10.0, 0.5, times, prob, np.full((len(times), 4), 0.25)))
+
+    (a, sa), (b, sb) = draw(2000, True), draw(2001, False)
+    out = evaluation.draw_rows([a, b], [sa, sb], bs.DecisionRule(0.5, 1.0, 0.0))
+    rows = {r["seed"]: r for r in out["draws"]}
+    assert rows[2000]["fnr"] == 0.0 and rows[2000]["map"]["0.5"] == 1.0 and rows[2000]["threat_events"] == 1
+    assert rows[2001]["fnr"] == 1.0 and rows[2001]["map"]["0.5"] == 0.0
+    assert out["mean"]["fnr"] == 0.5 and out["mean"]["map"]["0.5"] == 0.5

@@ -24,7 +24,7 @@ import numpy as np
 from uprm.analysis import DecisionRule, cut_segments
 
 THREATS_PER_CLIP_P = (0.25, 0.45, 0.30)  # P(0), P(1), P(2) threat events per composed clip
-CHECKPOINT_VERSION = "uprm-small-bootstrap-v10"
+CHECKPOINT_VERSION = "uprm-small-bootstrap-v11"
 Say = Callable[[str], None]
 
 
