@@ -19,11 +19,12 @@ second run only retrains):
  1. compose the TRAINING set: TRAIN_CLIPS clips of 10-16 s cut from vtest.avi 30-79.5 s, each with 0-2
     threat events and 0-2 harmless pasted walkers, seed S_TRAIN; the FOLD set the same way from
     FOLD_WINDOWS (30-64.5 s); the VALIDATION set: one draw of VAL_CLIPS clips of 10-15 s from
-    VAL_WINDOWS (64.5-79.5 s, its own sprites) per seed in S_VALS, pooled, plus CHAT_VAL_CLIPS clips of two people standing
-    together talking (``chat``, the look-alike of a struggle and of loitering, which v4 fired on in the
-    untouched sample), seed S_CHAT_VAL, so the rule pays for firing on them; and the HELD-OUT set: one
-    draw of TEST_CLIPS clips of 10-15 s from the first 30 s (assets/sample_vtest_30s.mp4) per seed in
-    S_TESTS, scored pooled and draw by draw (bikes.mp4 is a moving camera, which the compositor refuses);
+    VAL_WINDOWS (64.5-79.5 s, its own sprites) per seed in S_VALS, pooled, plus CHAT_VAL_CLIPS clips of
+    two people standing together talking (``chat``, the look-alike of a struggle and of loitering, which
+    v4 fired on in the untouched sample), seed S_CHAT_VAL, so the rule pays for firing on them; and the
+    HELD-OUT set: one draw of TEST_CLIPS clips of 10-15 s from the first 30 s
+    (assets/sample_vtest_30s.mp4) per seed in S_TESTS, scored pooled and draw by draw (bikes.mp4 is a
+    moving camera, which the compositor refuses);
  2. perceive every clip (frozen front-ends, cached per content hash);
  3. write the three DeepSVU instructions per training and fold clip (identify / locate / attribute,
     answers from the GT, per-step threat targets from the GT segments) as LLaVA conversation JSON;
@@ -140,6 +141,7 @@ def draw_dir(work: Path, name: str, seeds: tuple[int, ...], seed: int) -> Path:
 
 
 def pooled(draws: list[bs.ComposedSet]) -> bs.ComposedSet:
+    """The draws as one set, scored and tuned on as one."""
     return functools.reduce(bs.ComposedSet.joined, draws)
 
 
