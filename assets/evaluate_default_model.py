@@ -47,8 +47,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from build_default_model import (  # noqa: E402  (the build's sets, windows and rule tuning, re-run per ablation row)
-    FOLD_WINDOWS, S_VALS, START_SEEDS, TRAIN_WINDOWS, VAL_WINDOWS, fold_dir, load_sets, no_ptr_run_dir, seed_run_dir,
-    tuned_rule,
+    FOLD_WINDOWS, S_VALS, START_SEEDS, TRAIN_WINDOWS, VAL_WINDOWS, fold_dir, load_sets, no_ptr_run_dir, say,
+    seed_run_dir, tuned_rule, work_dir,
 )
 from uprm import bootstrap as bs  # noqa: E402
 
@@ -61,14 +61,6 @@ RESULTS_JSON = ROOT / "assets" / "default_model_eval.json"
 VARIANTS = ROOT / "assets" / "alpha_variants"
 START, END = "<!-- results:start (written by assets/evaluate_default_model.py: do not edit by hand) -->", \
     "<!-- results:end -->"
-
-
-def say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-def work_dir() -> Path:
-    return Path(os.environ.get("UPRM_CACHE_DIR", Path.home() / ".cache" / "uprm")) / "bootstrap"
 
 
 def score_set(model, composed: bs.ComposedSet, evid: dict, ablation=()) -> list[bs.Scored]:
