@@ -126,7 +126,7 @@ def test_fight_trunk_blocks_are_exact(fight_clip):
 def test_fight_shared_trunk_matches_the_clip_model(fight_clip):
     from uprm.perception.coarse import FightClipModel
 
-    model = FightClipModel(num_threads=1)  # bf16, as in the pipeline
+    model = FightClipModel(num_threads=1)  # the precision the pipeline uses on this CPU
     clip = fight_clip[2:18]
     feature, prob = model.exact_clip(clip)
     assert feature.shape == (CLIP_FEATURE_DIM,) and 0.0 <= prob <= 1.0
@@ -168,3 +168,17 @@ def test_sam2_checkpoint_is_loaded_strictly(tmp_path):
         masker([np.zeros((60, 80, 3), np.uint8)], [np.array([[1, 1, 20, 20]], np.float32)], [np.array([1])], (40, 30))
     with pytest.raises(PerceptionError, match="does not exist"):
         Sam2Masker(tmp_path / "missing.pt")
+
+
+def test_the_fight_trunk_runs_in_bf16_only_where_the_cpu_has_it(monkeypatch):
+    from uprm.perception import coarse
+    from uprm.perception.pipeline import PerceptionSettings, Perceiver
+
+    assert coarse.FightClipModel(bf16=False).bf16 is False and coarse.FightClipModel(bf16=True).bf16 is True
+    keys = {}
+    for native in (True, False):  # emulated bf16 takes minutes per clip on AVX2-only CPUs
+        monkeypatch.setattr(coarse, "native_bf16", lambda native=native: native)
+        assert coarse.FightClipModel().bf16 is native
+        keys[native] = Perceiver(PerceptionSettings()).versions()["fight"]
+    # the two precisions round differently, so their evidence is cached apart; bf16 keeps its old key
+    assert keys[False] == keys[True] + ":fp32"

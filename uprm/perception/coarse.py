@@ -47,12 +47,32 @@ def fight_preprocess(rgb_128x171: np.ndarray) -> np.ndarray:
     return (crop - FIGHT_MEAN) / FIGHT_STD
 
 
-class FightClipModel:
-    """mc3_18 fight / noFight clip model: per-frame trunk features, clip features and P(fight)."""
+def native_bf16() -> bool:
+    """Whether this CPU runs bfloat16 convolutions in hardware (AVX-512 / AMX). Elsewhere (AVX2-only
+    laptops and servers) bf16 autocast emulates them: the trunk of one 10 s clip then takes minutes
+    instead of seconds, so the model runs in float32 there."""
+    import torch
 
-    def __init__(self, num_threads: int = 2, bf16: bool = True, block_frames: int = 48):
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a torch build without oneDNN
+        return False
+
+
+def fight_precision(bf16: bool | None = None) -> str:
+    """The precision the fight trunk runs in, as in the evidence cache key: "bf16" or "fp32"."""
+    return "bf16" if (native_bf16() if bf16 is None else bf16) else "fp32"
+
+
+class FightClipModel:
+    """mc3_18 fight / noFight clip model: per-frame trunk features, clip features and P(fight).
+
+    ``bf16``: None = in bfloat16 where the CPU has it (``native_bf16``), else float32. The two round
+    differently (features agree to ~0.05), so the evidence cache keys them apart."""
+
+    def __init__(self, num_threads: int = 2, bf16: bool | None = None, block_frames: int = 48):
         self.num_threads = num_threads
-        self.bf16 = bf16
+        self.bf16 = fight_precision(bf16) == "bf16"
         self.block_frames = block_frames
 
     @cached_property
