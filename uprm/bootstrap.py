@@ -302,6 +302,7 @@ class TrainRecipe:
     alpha: float | None = None  # None: the config's 0.05
     ablation: tuple[str, ...] = ()
     expert_dropout: float | None = None  # None: the config's (0 = off)
+    augment: float = 0.0  # evidence augmentation strength (--augment; 0 = off)
     seed: int = 0
     max_steps: int | None = None
     warmup_ratio: float = 0.03
@@ -325,6 +326,8 @@ class TrainRecipe:
             args += ["--ablation", *self.ablation]
         if self.expert_dropout is not None:
             args += ["--expert-dropout", repr(self.expert_dropout)]
+        if self.augment:
+            args += ["--augment", repr(self.augment)]
         if self.max_steps is not None:
             args += ["--max-steps", str(self.max_steps)]
         if self.weight_decay:

@@ -80,6 +80,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--expert-dropout", type=float, default=None, metavar="P",
                    help="silence each fine expert for a whole video with probability P while training "
                         "(default: the config's, 0)")
+    t.add_argument("--augment", type=float, default=0.0, metavar="S",
+                   help="perturb the evidence of every training batch (mirror, joint and box jitter, missed "
+                        "detections, motion and frame-feature noise; uprm.training.augment) at strength S: "
+                        "0 = off (default), 1 = its default magnitudes")
     t.add_argument("--max-steps", type=int, default=None, help="stop after N optimizer steps")
     t.add_argument("--ablation", nargs="*", default=[], choices=ABLATIONS, metavar="NAME",
                    help=f"switch off parts: {', '.join(ABLATIONS)}")
@@ -118,7 +122,7 @@ def _run(args: argparse.Namespace) -> int:
         stage=args.stage, lr=args.lr, fusion_lr=args.fusion_lr, warmup_ratio=args.warmup_ratio,
         batch_size=args.batch_size,
         grad_accum=args.grad_accum, epochs=args.epochs, alpha=args.alpha, max_steps=args.max_steps,
-        expert_dropout=args.expert_dropout,
+        expert_dropout=args.expert_dropout, augment=args.augment,
         ablation=tuple(args.ablation), seed=args.seed, scheduler=args.scheduler, weight_decay=args.weight_decay,
         max_grad_norm=args.max_grad_norm, checkpoint_every=args.checkpoint_every,
         keep_checkpoints=args.keep_checkpoints, log_every=args.log_every, num_threads=args.num_threads,

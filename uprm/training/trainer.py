@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from uprm.training.augment import MAX_STRENGTH, augment_inputs
 from uprm.training.data import TrainingExample, step_targets
 from uprm.training.errors import ResumeError, TrainingCancelled, TrainingDataError
 from uprm.training.features import FeatureSource, VideoFeatures
@@ -68,6 +69,7 @@ class TrainSettings:
     epochs: int = 1
     alpha: float | None = None  # weight of L_z; None keeps the model config's (0.05)
     expert_dropout: float | None = None  # UPRMConfig.expert_dropout; None keeps the model config's (0)
+    augment: float = 0.0  # evidence augmentation strength (uprm.training.augment; 0 = off, 1 = its defaults)
     max_steps: int | None = None  # stop after this many optimizer steps (cycling the data if needed)
     ablation: tuple[str, ...] = ()  # any of ABLATIONS, switched on the model before training
     seed: int = 0
@@ -102,6 +104,9 @@ class TrainSettings:
             raise TrainingDataError(f"alpha must be >= 0, got {self.alpha}")
         if self.expert_dropout is not None and not 0 <= self.expert_dropout < 1:
             raise TrainingDataError(f"expert_dropout must lie in [0, 1), got {self.expert_dropout}")
+        if not 0 <= self.augment <= MAX_STRENGTH:
+            raise TrainingDataError(f"augment must lie in [0, {MAX_STRENGTH:g}] (0 = off, 1 = the default "
+                                    f"magnitudes of uprm.training.augment), got {self.augment}")
         if self.scheduler not in SCHEDULERS:
             raise TrainingDataError(f"scheduler must be one of {SCHEDULERS}, got {self.scheduler!r}")
         if self.mixed_precision not in PRECISIONS:
@@ -126,6 +131,8 @@ class TrainSettings:
         d["ablation"] = list(self.ablation)
         if self.expert_dropout is None:  # added later: runs begun before it still resume
             d.pop("expert_dropout")
+        if not self.augment:
+            d.pop("augment")
         return d
 
 
@@ -596,6 +603,8 @@ def _train(model, examples, out_dir: Path, settings: TrainSettings, features, re
                 weight = len(micro) / len(batch_idx) * world  # DDP averages over processes
                 batch = make_batch([examples[i] for i in micro], feats_of)
                 batch.inputs = batch.inputs.to(accelerator.device)
+                if settings.augment:
+                    batch.inputs = augment_inputs(batch.inputs, settings.augment)
                 sync = (a == settings.grad_accum - 1) or world == 1
                 ctx = contextlib.nullcontext() if sync else accelerator.no_sync(model)
                 with ctx, accelerator.autocast():
