@@ -81,6 +81,13 @@ def test_a_recipe_passes_expert_dropout_to_the_training_command_only_when_set(tm
     assert argv[argv.index("--expert-dropout") + 1] == "0.3"
 
 
+def test_a_recipe_passes_augmentation_only_when_on(tmp_path):
+    data = [tmp_path / "d.json"]
+    assert "--augment" not in bs.TrainRecipe().cli_args(data, tmp_path / "o")  # old runs keep their keys
+    argv = bs.TrainRecipe(augment=1.0).cli_args(data, tmp_path / "o")
+    assert argv[argv.index("--augment") + 1] == "1.0"
+
+
 def test_warm_up_starts_are_their_own_random_draws_and_sit_beside_the_default(tmp_path):
     import torch
     from safetensors.torch import load_file

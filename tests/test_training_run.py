@@ -216,3 +216,7 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path, capsys):
                  "--expert-dropout", "1"]) == 2
     err = capsys.readouterr().err
     assert "expert_dropout must lie in [0, 1)" in err and "Traceback" not in err
+    assert main(["train", "--config", "tiny", "--data", str(bad), "--out", str(tmp_path / "o"),
+                 "--augment", "-1"]) == 2
+    err = capsys.readouterr().err
+    assert "augment must lie in [0, 4]" in err and "Traceback" not in err
