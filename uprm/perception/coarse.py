@@ -59,11 +59,6 @@ def native_bf16() -> bool:
         return False
 
 
-def fight_precision(bf16: bool | None = None) -> str:
-    """The precision the fight trunk runs in, as in the evidence cache key: "bf16" or "fp32"."""
-    return "bf16" if (native_bf16() if bf16 is None else bf16) else "fp32"
-
-
 class FightClipModel:
     """mc3_18 fight / noFight clip model: per-frame trunk features, clip features and P(fight).
 
@@ -72,7 +67,7 @@ class FightClipModel:
 
     def __init__(self, num_threads: int = 2, bf16: bool | None = None, block_frames: int = 48):
         self.num_threads = num_threads
-        self.bf16 = fight_precision(bf16) == "bf16"
+        self.bf16 = native_bf16() if bf16 is None else bf16
         self.block_frames = block_frames
 
     @cached_property

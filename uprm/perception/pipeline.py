@@ -268,7 +268,7 @@ class Perceiver:
         """Front-end name -> version; part of the cache key, so a new model invalidates old evidence.
         ``layers``: of these layers instead of the settings' (the first pass's key leaves motion out)."""
         from uprm.perception import weights
-        from uprm.perception.coarse import FIGHT_VERSION, SCENE_VERSION, fight_precision
+        from uprm.perception.coarse import FIGHT_VERSION, SCENE_VERSION, native_bf16
         from uprm.perception.detector import DETECTOR_VERSION
         from uprm.perception.masks import BG_VERSION, MASK_MAX_SIDE, SELFIE_VERSION
         from uprm.perception.pose import POSE_VERSION
@@ -294,7 +294,7 @@ class Perceiver:
             "pose": f"{POSE_VERSION}:{pibo}:{pkg('ai-edge-litert')}" if "pose" in layers else "off",
             # bf16 keeps the key it had before fp32 existed, so caches made on bf16 machines stay valid
             "fight": f"{FIGHT_VERSION}:{weights.dist_version('fight_detection')}:{pkg('torch')}"
-                     f"{'' if fight_precision() == 'bf16' else ':fp32'}" if "fight" in layers else "off",
+                     f"{'' if native_bf16() else ':fp32'}" if "fight" in layers else "off",
             "scene": f"{SCENE_VERSION}:{pibo}" if "scene" in layers else "off",
             "relations": RELATIONS_VERSION if "relations" in layers else "off",
             "bg_subtraction": f"{BG_VERSION}:{pkg('opencv-python-headless')}"

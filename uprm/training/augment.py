@@ -69,14 +69,13 @@ def augment_inputs(x, strength: float):
     # pose: (B, T, P, 17, 3)
     pose = x.pose.clone()
     seen = pose[..., 2] > 0  # (B, T, P, 17)
-    ys = pose[..., 1].masked_fill(~seen, float("nan"))
-    height = (ys.nan_to_num(-1.0).amax(-1) - ys.nan_to_num(2.0).amin(-1)).clamp(min=0.02)  # (B, T, P)
-    height = torch.where(seen.any(-1), height, torch.full_like(height, 0.02))
+    y = pose[..., 1]  # a person with no seen joint gets -3 before the clamp
+    height = (y.masked_fill(~seen, -1.0).amax(-1) - y.masked_fill(~seen, 2.0).amin(-1)).clamp(min=0.02)  # (B, T, P)
     pose[..., :2] += torch.randn_like(pose[..., :2]) * (KEYPOINT_JITTER_H * s) * height[..., None, None]
     pose[..., 2] = (pose[..., 2] * scale(pose[..., 2].shape, SCORE_SCALE * s)).clamp(0.0, 1.0)
     seen = seen & (torch.rand(seen.shape, device=dev) >= JOINT_MISS_P * s)
     m = mirror[:, None, None, None]
-    flipped = pose[..., list(MIRRORED_JOINTS), :].clone()
+    flipped = pose[..., list(MIRRORED_JOINTS), :]  # a copy: list indexing
     flipped[..., 0] = 1.0 - flipped[..., 0]
     pose = torch.where(m[..., None], flipped, pose)
     seen = torch.where(m, seen[..., list(MIRRORED_JOINTS)], seen)
@@ -85,9 +84,8 @@ def augment_inputs(x, strength: float):
     pose = pose * (seen & person_mask[..., None])[..., None]  # missed joints and people: zeros, as featurize
 
     # entities: boxes (B, T, K, 4), scores, relations (B, T, R, K, K), motion (B, T, K, M)
-    box = x.object_box.clone()
-    wh = (box[..., 2:] - box[..., :2]).clamp(min=0.0).repeat(1, 1, 1, 2)
-    box = box + torch.randn_like(box) * (BOX_JITTER * s) * wh
+    wh = (x.object_box[..., 2:] - x.object_box[..., :2]).clamp(min=0.0).repeat(1, 1, 1, 2)
+    box = x.object_box + torch.randn_like(x.object_box) * (BOX_JITTER * s) * wh
     box = torch.where(mirror[:, None, None, None], torch.stack([1 - box[..., 2], box[..., 1], 1 - box[..., 0],
                                                                  box[..., 3]], dim=-1), box)
     box = box.clamp(0.0, 1.0)
