@@ -156,6 +156,7 @@ def main() -> int:
         assert 1 <= k <= n
     except (ValueError, AssertionError):
         raise SystemExit(f"--part {args.part!r}: write K/N with 1 <= K <= N, e.g. 1/2")
+    candidates = [parse_candidate(c) for c in args.candidate or ["plain"]]  # before the long composing
 
     fold = bs.compose_set("fold", b.FOLD_WINDOWS, b.TRAIN_CLIPS, b.S_TRAIN, work / "fold", (10.0, 16.0), progress=b.say)
     draws = [bs.compose_set("val", b.VAL_WINDOWS, b.VAL_CLIPS, seed, b.draw_dir(work, "val", b.S_VALS, seed),
@@ -176,7 +177,6 @@ def main() -> int:
     epochs = args.epochs or b.WARMUP_EPOCHS[0]
     results = work / "compare" / "results.jsonl"
     results.parent.mkdir(parents=True, exist_ok=True)
-    candidates = [parse_candidate(c) for c in args.candidate or ["plain"]]
     from uprm.model import build_model
 
     baseline: list[dict] = []  # the first candidate's rows: the others are set beside it start by start
