@@ -158,17 +158,28 @@ class Sets:
         return pooled(self.heldout_draws)
 
 
-def build_sets(work: Path) -> Sets:
-    """The training, fold and validation sets (other seeds and windows of vtest.avi after 30 s) and the
-    held-out draws (the video's first 30 s, other seeds)."""
+def fold_set(work: Path) -> bs.ComposedSet:
+    """The fold twins' training clips: the training footage without the validation window."""
+    return bs.compose_set("fold", FOLD_WINDOWS, TRAIN_CLIPS, S_TRAIN, work / "fold", (10.0, 16.0), progress=say)
+
+
+def val_set(work: Path) -> bs.ComposedSet:
+    """The validation draws (one per seed in S_VALS) and the chats, pooled."""
     val = [bs.compose_set("val", VAL_WINDOWS, VAL_CLIPS, seed, draw_dir(work, "val", S_VALS, seed), (10.0, 15.0),
                           progress=say) for seed in S_VALS]
     chats = bs.compose_set("val_chat", VAL_WINDOWS, CHAT_VAL_CLIPS, S_CHAT_VAL, work / "val_chat", (10.0, 15.0),
                            events=CHAT_EVENTS, progress=say)
+    return pooled(val + [chats])
+
+
+def build_sets(work: Path) -> Sets:
+    """The training, fold and validation sets (other seeds and windows of vtest.avi after 30 s) and the
+    held-out draws (the video's first 30 s, other seeds)."""
+    val = val_set(work)
     return Sets(
         train=bs.compose_set("train", TRAIN_WINDOWS, TRAIN_CLIPS, S_TRAIN, work / "train", (10.0, 16.0), progress=say),
-        fold=bs.compose_set("fold", FOLD_WINDOWS, TRAIN_CLIPS, S_TRAIN, work / "fold", (10.0, 16.0), progress=say),
-        val=pooled(val + [chats]),
+        fold=fold_set(work),
+        val=val,
         heldout_draws=[bs.compose_set("heldout", TEST_WINDOWS, TEST_CLIPS, seed, draw_dir(work, "heldout", S_TESTS, seed),
                                       (10.0, 15.0), progress=say) for seed in S_TESTS])
 
@@ -239,7 +250,11 @@ def tuned_rule(model, val: bs.ComposedSet, ev_val: dict, ablation=()) -> tuple[b
 
     if isinstance(model, (str, Path)):
         model = build_model(str(model))
-    scored = [bs.score_video(model, ev_val[c.path], c.video_id, ablation) for c in val.clips]
+    return rule_for(val, [bs.score_video(model, ev_val[c.path], c.video_id, ablation) for c in val.clips])
+
+
+def rule_for(val: bs.ComposedSet, scored: list[bs.Scored]) -> tuple[bs.DecisionRule, dict]:
+    """The decision rule (RULE_GRID) tuned on ``val`` for these per-step scores, with its scores there."""
     rule, table = bs.tune_rule(val, scored, **RULE_GRID)
     return rule, next(r for r in table if r["rule"] == vars(rule))
 

@@ -23,7 +23,6 @@ JSON line per run to WORK/compare/results.jsonl.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import re
 import sys
@@ -35,18 +34,10 @@ import av  # noqa: F401  (before anything that may import decord)
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "assets")]
 
+import build_default_model as b  # noqa: E402  (beside this file: the sets, recipe and rule grid the build uses)
 from uprm import bootstrap as bs  # noqa: E402
-
-
-def build_script():
-    """``assets/build_default_model.py`` as a module: the sets, recipe and rule grid the build uses."""
-    spec = importlib.util.spec_from_file_location("build_default_model", ROOT / "assets" / "build_default_model.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up while being defined
-    spec.loader.exec_module(module)
-    return module
 
 
 def parse_candidate(text: str) -> tuple[str, dict]:
@@ -91,10 +82,9 @@ def sure_shares(val: bs.ComposedSet, scored: list, spans: dict, level: float = 0
             "other_free_sure": float(other.mean()) if other.size else float("nan"), "other_free_steps": int(other.size)}
 
 
-def figures(b, val: bs.ComposedSet, scored: list, spans: dict) -> dict:
+def figures(val: bs.ComposedSet, scored: list, spans: dict) -> dict:
     """Validation figures of one model's (or an ensemble's) per-step scores, at the rule tuned for them."""
-    rule, table = bs.tune_rule(val, scored, **b.RULE_GRID)
-    row = next(r for r in table if r["rule"] == vars(rule))
+    rule, row = b.rule_for(val, scored)
     ranking = bs.ranking_scores(val, scored)
     return {"objective": bs.objective(row), "fnr": row["fnr"], "f2": row["f2"], "map_avg": row["map_avg"],
             "map_0.5": row["map"]["0.5"], "silent_share": row["silent_share"], "rule": vars(rule),
@@ -149,7 +139,6 @@ def main() -> int:
     parser.add_argument("--part", default="1/1", metavar="K/N", help="with --perceive-only: perceive every N-th "
                         "clip from the K-th, so N processes share the work (the evidence cache is shared)")
     args = parser.parse_args()
-    b = build_script()
     work = args.work or b.work_dir()
     try:
         k, n = (int(x) for x in args.part.split("/"))
@@ -158,12 +147,7 @@ def main() -> int:
         raise SystemExit(f"--part {args.part!r}: write K/N with 1 <= K <= N, e.g. 1/2")
     candidates = [parse_candidate(c) for c in args.candidate or ["plain"]]  # before the long composing
 
-    fold = bs.compose_set("fold", b.FOLD_WINDOWS, b.TRAIN_CLIPS, b.S_TRAIN, work / "fold", (10.0, 16.0), progress=b.say)
-    draws = [bs.compose_set("val", b.VAL_WINDOWS, b.VAL_CLIPS, seed, b.draw_dir(work, "val", b.S_VALS, seed),
-                            (10.0, 15.0), progress=b.say) for seed in b.S_VALS]
-    chats = bs.compose_set("val_chat", b.VAL_WINDOWS, b.CHAT_VAL_CLIPS, b.S_CHAT_VAL, work / "val_chat", (10.0, 15.0),
-                           events=b.CHAT_EVENTS, progress=b.say)
-    val = b.pooled(draws + [chats])
+    fold, val = b.fold_set(work), b.val_set(work)
     b.say("composed: fold and validation")
     if args.perceive_only:
         paths = [c.path for c in val.clips + fold.clips][k - 1::n]
@@ -190,7 +174,7 @@ def main() -> int:
             model = build_model(str(run.out_dir))
             scored.append([bs.score_video(model, ev_val[c.path], c.video_id) for c in val.clips])
             row = {"candidate": name, "seed": seed, "recipe": vars(recipe), "train_s": round(run.elapsed_s, 1),
-                   **figures(b, val, scored[-1], spans), "at": time.strftime("%Y-%m-%d %H:%M:%S")}
+                   **figures(val, scored[-1], spans), "at": time.strftime("%Y-%m-%d %H:%M:%S")}
             with results.open("a") as f:
                 f.write(json.dumps(row) + "\n")
             rows.append(row)
@@ -200,7 +184,7 @@ def main() -> int:
             print(paired_line(baseline, rows), flush=True)
         baseline = baseline or rows
         if len(scored) > 1:  # how much of the spread is the start's luck: the starts averaged
-            print(line(f"{name} mean of the {len(scored)} starts", figures(b, val, mean_of(scored), spans)), flush=True)
+            print(line(f"{name} mean of the {len(scored)} starts", figures(val, mean_of(scored), spans)), flush=True)
     return 0
 
 

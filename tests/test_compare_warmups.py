@@ -33,8 +33,9 @@ def test_a_malformed_candidate_is_a_one_line_error_naming_it(text, says):
     assert says in str(e.value) and repr(text) in str(e.value)
 
 
-def test_the_build_script_loads_as_a_module_with_its_sets_and_grid():
-    b = compare.build_script()
+def test_the_bench_uses_the_build_scripts_own_sets_recipe_and_grid():
+    b = compare.b
+    assert b is sys.modules["build_default_model"]
     assert b.THREAT_RECIPE.threat_only and b.WARMUP_EPOCHS and "thresholds" in b.RULE_GRID
 
 
